@@ -51,7 +51,8 @@ fi
 h="$(hash_of requirements.txt)"
 if [ "$(cat "$STAMPS/requirements" 2>/dev/null)" != "$h" ]; then
   log "installing pinned Python packages (first run: a few minutes)"
-  python -m pip install -q -r "$ROOT/requirements.txt"
+  python -m pip install -r "$ROOT/requirements.txt" > "$STAMPS/requirements.log" 2>&1 \
+    || { grep -v 'is ignored' "$STAMPS/requirements.log" | tail -40; exit 1; }
   echo "$h" > "$STAMPS/requirements"
 fi
 
@@ -61,6 +62,7 @@ if [ "$(cat "$STAMPS/interfaces" 2>/dev/null)" != "$h" ]; then
   log "building messages (spatialvla_ros_interfaces)"
   BUILD="$ROOT/build/interfaces"
   rm -rf "$BUILD"
+  mkdir -p "$ROOT/build"
   AMENT_PREFIX_PATH="$VENV" cmake -S "$ROOT/interfaces" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" \
     -DPython3_EXECUTABLE="$VENV/bin/python" -DSPATIALVLA_FIX_WHEEL_INCLUDES=ON \
