@@ -12,8 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""
-Typed configuration of a spatialvla_ros policy, loaded from YAML and validated once.
+"""Typed configuration of a spatialvla_ros policy, loaded from YAML and validated once.
 
 One YAML file describes one experiment: the 3D encoder, the VLM, the action expert, the fusion
 plan, the action space, the data topics and the training recipe. Everything below the loader
@@ -299,8 +298,7 @@ def _type_name(tp):
 
 
 def _convert(value, tp, default, key):
-    """Check one YAML value against a dataclass field type; return the typed value."""
-    if dataclasses.is_dataclass(tp):
+    """Check one YAML value against a dataclass field type; return the typed value."""if dataclasses.is_dataclass(tp):
         _require(isinstance(value, dict), key, value, f'a mapping of {tp.__name__} keys')
         return _build(tp, value, key)
     if typing.get_origin(tp) is Literal:
@@ -359,8 +357,7 @@ def _build(cls, data, prefix=''):
 
 
 def config_from_dict(data, source='<dict>'):
-    """Build and validate a config; every error names `source`, the key and the expectation."""
-    try:
+    """Build and validate a config; every error names `source`, the key and the expectation."""try:
         _require(isinstance(data, dict), '<top level>', type(data).__name__,
                  'a mapping of config sections')
         return _build(SpatialVLAConfig, data).validate()
@@ -369,8 +366,7 @@ def config_from_dict(data, source='<dict>'):
 
 
 def load_config(path):
-    """Load a YAML experiment config (safe_load) and validate it once."""
-    path = os.fspath(path)
+    """Load a YAML experiment config (safe_load) and validate it once."""path = os.fspath(path)
     try:
         with open(path, encoding='utf-8') as f:
             data = yaml.safe_load(f)

@@ -12,8 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""
-The observation every part of the project passes around before it becomes tensors.
+"""The observation every part of the project passes around before it becomes tensors.
 
 Perception (live ROS messages), the bag dataset and the simulator all produce a
 `RawObservation`; the processor turns a list of them into model tensors.
@@ -27,8 +26,7 @@ import numpy as np
 
 @dataclass
 class RawObservation:
-    """
-    One synchronised observation, in numpy, in the robot's base frame.
+    """One synchronised observation, in numpy, in the robot's base frame.
 
     images[v]: (H, W, 3) uint8 RGB of camera v.
     points[v]: (H, W, 3) float32 xyz of each pixel in the base frame [m]; NaN where the depth
@@ -44,8 +42,7 @@ class RawObservation:
     camera_names: list = field(default_factory=list)
 
     def validate(self, num_cameras=None, state_dim=None):
-        """Raise ValueError naming the field when the observation cannot be fed to a model."""
-        if num_cameras is not None and len(self.images) != num_cameras:
+        """Raise ValueError naming the field when the observation cannot be fed to a model."""if num_cameras is not None and len(self.images) != num_cameras:
             raise ValueError(f'observation.images: got {len(self.images)} cameras, '
                              f'expected {num_cameras}')
         if len(self.images) != len(self.points):

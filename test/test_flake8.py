@@ -12,12 +12,18 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
+import os
+
 from ament_flake8.main import main_with_errors
 import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATHS = [os.path.join(REPO, p) for p in ('spatialvla_ros', 'test', 'bench', 'launch', 'setup.py')
+         if os.path.exists(os.path.join(REPO, p))]
 
 
 @pytest.mark.flake8
 @pytest.mark.linter
 def test_flake8():
-    rc, errors = main_with_errors(argv=['spatialvla_ros', 'test', 'bench', 'launch', 'setup.py'])
+    rc, errors = main_with_errors(argv=PATHS)
     assert rc == 0, f'Found {len(errors)} code style errors / warnings:\n' + '\n'.join(errors)
