@@ -298,7 +298,8 @@ def _type_name(tp):
 
 
 def _convert(value, tp, default, key):
-    """Check one YAML value against a dataclass field type; return the typed value."""if dataclasses.is_dataclass(tp):
+    """Check one YAML value against a dataclass field type; return the typed value."""
+    if dataclasses.is_dataclass(tp):
         _require(isinstance(value, dict), key, value, f'a mapping of {tp.__name__} keys')
         return _build(tp, value, key)
     if typing.get_origin(tp) is Literal:
@@ -357,7 +358,8 @@ def _build(cls, data, prefix=''):
 
 
 def config_from_dict(data, source='<dict>'):
-    """Build and validate a config; every error names `source`, the key and the expectation."""try:
+    """Build and validate a config; every error names `source`, the key and the expectation."""
+    try:
         _require(isinstance(data, dict), '<top level>', type(data).__name__,
                  'a mapping of config sections')
         return _build(SpatialVLAConfig, data).validate()
@@ -366,7 +368,8 @@ def config_from_dict(data, source='<dict>'):
 
 
 def load_config(path):
-    """Load a YAML experiment config (safe_load) and validate it once."""path = os.fspath(path)
+    """Load a YAML experiment config (safe_load) and validate it once."""
+    path = os.fspath(path)
     try:
         with open(path, encoding='utf-8') as f:
             data = yaml.safe_load(f)

@@ -42,7 +42,8 @@ class RawObservation:
     camera_names: list = field(default_factory=list)
 
     def validate(self, num_cameras=None, state_dim=None):
-        """Raise ValueError naming the field when the observation cannot be fed to a model."""if num_cameras is not None and len(self.images) != num_cameras:
+        """Raise ValueError naming the field when the observation cannot be fed to a model."""
+        if num_cameras is not None and len(self.images) != num_cameras:
             raise ValueError(f'observation.images: got {len(self.images)} cameras, '
                              f'expected {num_cameras}')
         if len(self.images) != len(self.points):
