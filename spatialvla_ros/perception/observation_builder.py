@@ -1,0 +1,223 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""One synchronised set of ROS messages -> one `RawObservation` (live node and bag dataset).
+
+Per camera of `DataConfig.cameras` the set holds a colour Image, a depth Image OR a
+PointCloud2, and a CameraInfo, under the keys '<camera>/color', '<camera>/depth' |
+'<camera>/cloud' and '<camera>/camera_info' (`sync_keys` lists them, `key_topics` maps them
+to topics). The joint-state message and the instruction come separately.
+
+Assumptions, stated once:
+- depth / cloud and colour are REGISTERED: they come from the same optical frame, the one the
+  CameraInfo describes (e.g. RealSense `aligned_depth_to_color`). A depth image or organised
+  cloud of another resolution is taken to cover the same field of view: it is unprojected
+  with K rescaled to its size and the xyz map is resampled (nearest) to the colour size.
+- an unorganised cloud is in that optical frame; it is rendered into the colour image plane
+  with a z-buffer.
+- `base_from_camera` comes from the config (the static mount), not from TF.
+"""
+
+import numpy as np
+
+from spatialvla_ros.observation import RawObservation
+from spatialvla_ros.perception import conversions
+from spatialvla_ros.perception import geometry
+from spatialvla_ros.perception.conversions import MessageError
+
+COLOR = 'color'
+DEPTH = 'depth'
+CLOUD = 'cloud'
+CAMERA_INFO = 'camera_info'
+
+
+def camera_keys(camera, include_camera_info=True):
+    """Keys of one CameraConfig's messages: color, depth or cloud, [camera_info]."""
+    keys = [f'{camera.name}/{COLOR}', f'{camera.name}/{DEPTH if camera.depth_topic else CLOUD}']
+    if include_camera_info:
+        keys.append(f'{camera.name}/{CAMERA_INFO}')
+    return tuple(keys)
+
+
+def sync_keys(data_config, include_camera_info=True):
+    """All keys to synchronise for a DataConfig, cameras in config order."""
+    return tuple(k for cam in data_config.cameras for k in camera_keys(cam, include_camera_info))
+
+
+def key_topics(data_config, include_camera_info=True):
+    """{key: topic} for subscribing (node) or reading a bag (dataset)."""
+    out = {}
+    for cam in data_config.cameras:
+        out[f'{cam.name}/{COLOR}'] = cam.color_topic
+        if cam.depth_topic:
+            out[f'{cam.name}/{DEPTH}'] = cam.depth_topic
+        else:
+            out[f'{cam.name}/{CLOUD}'] = cam.cloud_topic
+        if include_camera_info:
+            out[f'{cam.name}/{CAMERA_INFO}'] = cam.camera_info_topic
+    return out
+
+
+def joint_state_to_vector(msg, names=(), what='joint_state'):
+    """sensor_msgs/JointState-like -> (len(names),) float32 positions in the order of `names`.
+
+    Joints the message has beyond `names` are ignored (a JointState topic usually carries
+    every joint of the robot, e.g. the second, mimicking finger). With `names` empty the
+    positions are returned as they come.
+    """
+    conversions.require_fields(msg, ('name', 'position'), what, 'sensor_msgs/JointState')
+    got = [str(n) for n in msg.name]
+    pos = np.asarray(msg.position, dtype=np.float64).reshape(-1)
+    if names:
+        if len(got) != pos.size:
+            raise MessageError(f'{what}.position: got {pos.size} values for {len(got)} names, '
+                               'expected one position per name')
+        index = {}
+        for i, n in enumerate(got):
+            if n in index:
+                raise MessageError(f'{what}.name: joint {n!r} appears twice, expected unique '
+                                   'names')
+            index[n] = i
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise MessageError(f'{what}.name: missing joints {missing} (got {got}), expected '
+                               f'all of {list(names)}')
+        pos = pos[[index[n] for n in names]]
+    bad = np.flatnonzero(~np.isfinite(pos))
+    if bad.size:
+        label = names[bad[0]] if names else int(bad[0])
+        raise MessageError(f'{what}.position[{label!r}]: got {pos[bad[0]]}, expected a finite '
+                           'value')
+    return pos.astype(np.float32)
+
+
+class ObservationBuilder:
+    """Turns synchronised messages into RawObservations for the model.
+
+    Args:
+        data_config: spatialvla_ros.config.DataConfig (cameras, topics, mounts).
+        encoder3d: spatialvla_ros.config.Encoder3DConfig (min_depth / max_depth [m]).
+        state_names: joint names of the state vector, in order (ActionConfig.names); empty to
+            take JointState.position as it comes.
+        state_dim: expected state length (ActionConfig.state_dim), or None not to check.
+        require_points: raise MessageError when a camera yields no valid 3D point (an
+            observation without geometry is not one the policy should act on).
+    """
+
+    def __init__(self, data_config, encoder3d, state_names=(), state_dim=None,
+                 require_points=True):
+        self.data_config = data_config
+        self.cameras = tuple(data_config.cameras)
+        self.min_depth = float(encoder3d.min_depth)
+        self.max_depth = float(encoder3d.max_depth)
+        self.state_names = tuple(state_names)
+        if state_names and state_dim is not None and len(self.state_names) != state_dim:
+            raise ValueError(f'state_names: got {len(self.state_names)} names, expected '
+                             f'state_dim={state_dim}')
+        self.state_dim = state_dim
+        self.require_points = require_points
+        self.base_from_camera = {
+            cam.name: geometry.transform_from_xyz_quat(
+                cam.base_from_camera_xyz, cam.base_from_camera_quat,
+                f'data.cameras[{cam.name}].base_from_camera')
+            for cam in self.cameras}
+
+    def camera_points(self, camera, image_shape, camera_info, depth=None, cloud=None):
+        """(H, W, 3) float32 base-frame xyz map of one camera at the colour size (H, W)."""
+        height, width = image_shape[:2]
+        K, info_w, info_h = conversions.camera_info_to_K(camera_info, camera.camera_info_topic)
+        T = self.base_from_camera[camera.name]
+        rng = {'min_depth': self.min_depth, 'max_depth': self.max_depth}
+        if depth is not None:
+            depth_m = conversions.depth_to_meters(depth, camera.depth_topic)
+            dh, dw = depth_m.shape
+            K_d = geometry.scale_intrinsics(K, (info_w, info_h), (dw, dh))
+            xyz = geometry.depth_to_points(depth_m, K_d, T, **rng)
+            xyz = geometry.resize_nearest(xyz, height, width)
+            source = camera.depth_topic
+        elif cloud is not None:
+            pts, _, shape = conversions.pointcloud2_to_numpy(cloud, camera.cloud_topic)
+            if shape is not None:
+                xyz, _ = geometry.organized_cloud_to_xyz_map(pts.reshape(shape + (3,)), None, T,
+                                                             **rng)
+                xyz = geometry.resize_nearest(xyz, height, width)
+            else:
+                K_c = geometry.scale_intrinsics(K, (info_w, info_h), (width, height))
+                xyz, _ = geometry.cloud_to_xyz_map(pts, None, K_c, height, width, T, **rng)
+            source = camera.cloud_topic
+        else:
+            raise MessageError(f'camera {camera.name!r}: got neither a depth image nor a '
+                               'point cloud, expected one of them')
+        if self.require_points and not np.isfinite(xyz[..., 2]).any():
+            raise MessageError(f'{source}: no valid 3D point within [{self.min_depth}, '
+                               f'{self.max_depth}] m for camera {camera.name!r}')
+        return xyz
+
+    def build(self, messages, joint_state, instruction, stamp_ns=None, camera_infos=None):
+        """One RawObservation from synchronised `messages` {key: msg} (see `sync_keys`).
+
+        Args:
+            messages: e.g. MatchedSet.messages; keys '<camera>/color', '<camera>/depth' or
+                '<camera>/cloud', and '<camera>/camera_info'.
+            joint_state: JointState-like message (`name`, `position`).
+            instruction: the task in words (str, or a std_msgs/String-like with `data`).
+            stamp_ns: observation stamp; default the first camera's colour header stamp.
+            camera_infos: {camera name: CameraInfo} used when messages lack the camera_info
+                key (drivers that publish it latched, once).
+        """
+        camera_infos = camera_infos or {}
+        text = getattr(instruction, 'data', instruction)
+        if not isinstance(text, str) or not text.strip():
+            raise MessageError(f'instruction: got {text!r}, expected a non-empty string')
+        images, points = [], []
+        for cam in self.cameras:
+            color = self._get(messages, cam, COLOR)
+            info = messages.get(f'{cam.name}/{CAMERA_INFO}', camera_infos.get(cam.name))
+            if info is None:
+                raise MessageError(f'{cam.camera_info_topic}: no CameraInfo for camera '
+                                   f'{cam.name!r} (neither key {cam.name}/{CAMERA_INFO} nor '
+                                   'camera_infos has one)')
+            rgb = conversions.image_to_rgb(color, cam.color_topic)
+            depth = self._get(messages, cam, DEPTH) if cam.depth_topic else None
+            cloud = None if cam.depth_topic else self._get(messages, cam, CLOUD)
+            points.append(self.camera_points(cam, rgb.shape, info, depth, cloud))
+            images.append(rgb)
+        state = joint_state_to_vector(joint_state, self.state_names, self.data_config.state_topic)
+        if stamp_ns is None:
+            stamp_ns = conversions.stamp_to_ns(
+                self._get(messages, self.cameras[0], COLOR).header.stamp)
+        obs = RawObservation(images=images, points=points, state=state, instruction=text,
+                             stamp_ns=int(stamp_ns), camera_names=[c.name for c in self.cameras])
+        return obs.validate(num_cameras=len(self.cameras), state_dim=self.state_dim)
+
+    @staticmethod
+    def _get(messages, camera, kind):
+        key = f'{camera.name}/{kind}'
+        if key not in messages:
+            raise MessageError(f"messages: no '{key}' for camera {camera.name!r} (got "
+                               f'{sorted(messages)})')
+        return messages[key]
+
+
+__all__ = [
+    'CAMERA_INFO',
+    'CLOUD',
+    'COLOR',
+    'DEPTH',
+    'ObservationBuilder',
+    'camera_keys',
+    'joint_state_to_vector',
+    'key_topics',
+    'sync_keys',
+]
