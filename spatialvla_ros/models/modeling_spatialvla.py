@@ -1,0 +1,280 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The one network of all three fusion plans: 3D encoder + LLaVA-3D's Llama + action expert.
+
+Prefix = [3D visual tokens (padded, masked) | instruction embeddings]; suffix = [time | state |
+H noisy actions] (built by `ActionSuffixEmbedding`). `config.plan` picks the backbone that joins
+them (late fusion with a Gemma or Llama expert, or pi0-style deep fusion); everything else is
+shared, so the plans compare on equal terms. Flow matching follows openpi: t = 1 is pure noise,
+x_t = t * noise + (1 - t) * actions, the network predicts the velocity noise - actions.
+"""
+
+from dataclasses import dataclass
+from dataclasses import fields
+
+from spatialvla_ros.models import flow_matching
+from spatialvla_ros.models.fusion_common import build_transformer
+from spatialvla_ros.models.modeling_action_expert import ActionOutputHead
+from spatialvla_ros.models.modeling_action_expert import ActionSuffixEmbedding
+from spatialvla_ros.models.modeling_action_expert import build_fusion_backbone
+from spatialvla_ros.models.modeling_action_expert import suffix_block_ids
+from spatialvla_ros.models.modeling_encoder3d import SpatialVLAEncoder3D
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelObservation:
+    """Model-ready observation tensors (the processor builds them from RawObservation)."""
+
+    images: torch.Tensor          # (B, V, 3, H, W) float in [0, 1]
+    points: torch.Tensor          # (B, V, H, W, 3) float xyz in the base frame, NaN = invalid
+    state: torch.Tensor           # (B, S) normalised proprioceptive state
+    input_ids: torch.Tensor       # (B, L) long instruction tokens
+    attention_mask: torch.Tensor  # (B, L) bool, True = real token
+
+    @property
+    def batch_size(self):
+        return self.state.shape[0]
+
+    def to(self, device=None, dtype=None):
+        """
+        Move to `device`; cast images and state to `dtype`.
+
+        Points stay float32 even for a bf16 model: bf16 keeps 8 mantissa bits, i.e. ~8 mm
+        steps at 2 m, which would move points across voxel borders.
+        """
+        return ModelObservation(
+            images=self.images.to(device=device, dtype=dtype),
+            points=self.points.to(device=device, dtype=torch.float32),
+            state=self.state.to(device=device, dtype=dtype),
+            input_ids=self.input_ids.to(device=device, dtype=torch.long),
+            attention_mask=self.attention_mask.to(device=device, dtype=torch.bool))
+
+    def select(self, index):
+        """Sub-batch (index: int, slice or index tensor), keeping the batch dimension."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return ModelObservation(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+@dataclass
+class ModelBatch:
+    """One training batch: observation, normalised action chunks and their validity mask."""
+
+    observation: ModelObservation
+    actions: torch.Tensor      # (B, H, A) normalised actions
+    action_mask: torch.Tensor  # (B, H) bool, False = padded step past the episode end
+
+    def to(self, device=None, dtype=None):
+        return ModelBatch(observation=self.observation.to(device, dtype),
+                          actions=self.actions.to(device=device, dtype=dtype),
+                          action_mask=self.action_mask.to(device=device, dtype=torch.bool))
+
+
+def _randn(shape, generator, device):
+    # Drawn on the generator's device, then moved: a CPU generator works for a GPU model and
+    # gives the same float32 noise there as on the CPU.
+    gen_device = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gen_device,
+                       dtype=torch.float32).to(device)
+
+
+def _count(params):
+    return sum(p.numel() for p in params)
+
+
+class SpatialVLAModel(nn.Module):
+    """3D-aware VLA network: `compute_loss` for training, `sample_actions` for inference."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        lm = config.language_model
+        # Registered first so that shared parameters are named `vlm.*` (the backbones hold the
+        # same module); checkpoint I/O relies on this canonical naming.
+        self.vlm = build_transformer(lm)
+        self.encoder3d = SpatialVLAEncoder3D(config.vision, config.encoder3d, lm.hidden_size)
+        # LateFusionBackbone ('late_gemma', 'late_llama') or LlamaDeepFusion ('deep_fusion').
+        self.backbone = build_fusion_backbone(config, self.vlm)
+        width = self.backbone.expert_hidden_size
+        act = config.action
+        self.suffix_embedding = ActionSuffixEmbedding(act.action_dim, act.state_dim, width)
+        self.action_head = ActionOutputHead(width, act.action_dim)
+        self.register_buffer('_suffix_blocks', suffix_block_ids(act.chunk_size), persistent=False)
+        if self.vlm_frozen:
+            self.encoder3d.requires_grad_(False)
+            self.vlm.requires_grad_(False)
+        if config.train.gradient_checkpointing:
+            self.set_gradient_checkpointing(True)
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def vlm_frozen(self):
+        """Whether encoder + VLM are frozen (config.freeze_vlm or trainable expert_only)."""
+        return self.config.freeze_vlm or self.config.train.trainable == 'expert_only'
+
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self):
+        return next(p.dtype for p in self.parameters() if p.is_floating_point())
+
+    def num_parameters(self):
+        """Parameter counts per part, for the comparison table (shared weights counted once)."""
+        encoder = _count(self.encoder3d.parameters())
+        vlm = _count(self.vlm.parameters())
+        total = _count(self.parameters())  # nn.Module.parameters() skips duplicates
+        trainable = _count(p for p in self.parameters() if p.requires_grad)
+        return {'encoder': encoder, 'vlm': vlm, 'expert': total - encoder - vlm,
+                'total': total, 'trainable': trainable}
+
+    def set_gradient_checkpointing(self, enabled=True):
+        """Trade compute for activation memory in training (vision tower + backbone)."""
+        self.backbone.set_gradient_checkpointing(enabled)
+        tower = self.encoder3d.vision_tower
+        if enabled:
+            tower.activation_checkpointing_enable(
+                activation_checkpointing_kwargs={'use_reentrant': False})
+        else:
+            tower.activation_checkpointing_disable()
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.vlm_frozen:  # frozen parts keep inference behaviour (no dropout)
+            self.encoder3d.eval()
+            self.vlm.eval()
+        return self
+
+    # ---------------------------------------------------------------- building blocks
+    def embed_prefix(self, observation):
+        """
+        3D visual tokens then instruction tokens.
+
+        Gives embeds (B, N + L, D) in the model dtype and mask (B, N + L) bool.
+        """
+        vocab = self.vlm.embed_tokens.num_embeddings
+        ids = observation.input_ids
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+            raise ValueError(f'observation.input_ids: got ids in [{int(ids.min())}, '
+                             f'{int(ids.max())}], expected [0, {vocab}) (language_model.'
+                             'vocab_size); was the tokenizer built for this model?')
+        visual, visual_mask = self.encoder3d(observation.images, observation.points)  # (B,N,D)
+        text = self.vlm.embed_tokens(observation.input_ids)                            # (B,L,D)
+        embeds = torch.cat([visual.to(text.dtype), text], dim=1)
+        mask = torch.cat([visual_mask.bool(), observation.attention_mask.bool()], dim=1)
+        return embeds, mask
+
+    def _velocity(self, hidden):
+        return self.action_head(hidden)  # last H tokens -> (B, H, A)
+
+    def _prepare(self, observation):
+        return observation.to(self.device, self.dtype)
+
+    # ---------------------------------------------------------------- training
+    def compute_loss(self, batch, generator=None, noise=None, time=None, reduce=True):
+        """
+        Flow-matching loss on one batch (openpi convention, padded steps masked out).
+
+        Arguments, by name:
+            batch: ModelBatch with normalised actions.
+            generator: torch.Generator (any device) for noise and time (None: the global
+                RNG); unused for what `noise` / `time` give.
+            noise: optional (B, H, A) noise, e.g. drawn per sample with its own seed.
+            time: optional (B,) flow times in (0, 1].
+            reduce: False returns the per-step loss (B, H), unmasked, instead of the mean over
+                valid steps.
+        """
+        obs = batch.observation.to(self.device, self.dtype)
+        # The flow maths (noise, x_t, target, loss) stays float32 whatever the model dtype.
+        actions = batch.actions.to(device=self.device, dtype=torch.float32)
+        action_mask = batch.action_mask.to(device=self.device, dtype=torch.bool)
+        b, h, a = actions.shape
+        act = self.config.action
+        if (h, a) != (act.chunk_size, act.action_dim):
+            raise ValueError(f'batch.actions: got shape {tuple(actions.shape)}, expected '
+                             f'(B, {act.chunk_size}, {act.action_dim})')
+        device = actions.device
+        if noise is None:
+            noise = _randn(actions.shape, generator, device)
+        elif noise.shape != actions.shape:
+            raise ValueError(f'noise: got shape {tuple(noise.shape)}, expected '
+                             f'{tuple(actions.shape)} (the actions shape)')
+        noise = noise.to(device=device, dtype=torch.float32)
+        if time is None:
+            time = flow_matching.sample_time(b, self.config.flow, generator, device)
+        elif tuple(time.shape) != (b,):
+            raise ValueError(f'time: got shape {tuple(time.shape)}, expected ({b},)')
+        t = time.to(device=device, dtype=torch.float32)                   # (B,)
+        x_t = flow_matching.interpolate(actions, noise, t)                # (B, H, A)
+        target = flow_matching.velocity_target(actions, noise)
+        if self.vlm_frozen:
+            with torch.no_grad():
+                prefix, prefix_mask = self.embed_prefix(obs)
+        else:
+            prefix, prefix_mask = self.embed_prefix(obs)
+        suffix = self.suffix_embedding(x_t, t, obs.state)                  # (B, 2 + H, De)
+        hidden = self.backbone(prefix, prefix_mask, suffix, self._suffix_blocks)
+        pred = self._velocity(hidden).float()                              # (B, H, A)
+        if not reduce:
+            return flow_matching.flow_loss_per_step(pred, target)
+        return flow_matching.flow_loss(pred, target, action_mask)
+
+    def forward(self, batch, generator=None):
+        return self.compute_loss(batch, generator=generator)
+
+    # ---------------------------------------------------------------- inference
+    @torch.inference_mode()
+    def sample_actions(self, observation, num_steps=None, generator=None, noise=None):
+        """
+        Denoise one action chunk per observation: prefix encoded once, suffix per step.
+
+        Arguments, by name:
+            observation: ModelObservation (any device / dtype; moved to the model's).
+            num_steps: Euler steps (default config.flow.num_steps); dt = -1 / num_steps.
+            generator: torch.Generator (any device) for the initial noise.
+            noise: optional (B, H, A) initial noise (overrides generator).
+
+        Gives (B, H, A) float32 normalised actions: the Euler integration runs in float32
+        whatever the model dtype (only the velocity network runs in it).
+        """
+        num_steps = self.config.flow.num_steps if num_steps is None else int(num_steps)
+        if num_steps < 1:
+            raise ValueError(f'num_steps: got {num_steps}, expected an integer >= 1')
+        obs = self._prepare(observation)
+        act = self.config.action
+        shape = (obs.batch_size, act.chunk_size, act.action_dim)
+        if noise is None:
+            noise = _randn(shape, generator, obs.state.device)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f'noise: got shape {tuple(noise.shape)}, expected {shape}')
+        noise = noise.to(device=obs.state.device, dtype=torch.float32)
+        prefix, prefix_mask = self.embed_prefix(obs)
+        suffix_len = self._suffix_blocks.shape[0]  # 2 + H: the cache preallocates the tail
+        cache = self.backbone.encode_prefix(prefix, prefix_mask, suffix_len)
+        state = obs.state
+
+        def velocity_fn(x_t, t):  # t: (B,) float32, kept in fp32 for the sin/cos features
+            suffix = self.suffix_embedding(x_t, t, state)
+            hidden = self.backbone.decode_suffix(cache, suffix, self._suffix_blocks)
+            return self._velocity(hidden)
+
+        return flow_matching.euler_sample(velocity_fn, noise, num_steps)
+
+
+__all__ = ['ModelBatch', 'ModelObservation', 'SpatialVLAModel']

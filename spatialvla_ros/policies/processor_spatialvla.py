@@ -1,0 +1,262 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Everything between a `RawObservation` (numpy, robot units) and the model's tensors.
+
+Pre-processing: validate, images uint8 -> float [0, 1] (B, V, 3, H, W), points stacked, state
+normalised, instruction tokenised. Post-processing: unnormalise the action chunk, refuse
+non-finite values, clip to the joint limits. The statistics travel with the checkpoint
+(normalization.safetensors) so the policy node, the bag evaluator and training share them.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from spatialvla_ros.models.modeling_spatialvla import ModelBatch
+from spatialvla_ros.models.modeling_spatialvla import ModelObservation
+from spatialvla_ros.models.tokenizer import tokenize_instructions
+import torch
+
+_STAT_KEYS = ('state_mean', 'state_std', 'action_mean', 'action_std')
+
+
+@dataclass
+class NormalizationStats:
+    """Per-dimension mean / std of state and action (z-score normalisation)."""
+
+    state_mean: np.ndarray   # (S,) float32
+    state_std: np.ndarray    # (S,) float32, >= the floor used when computed
+    action_mean: np.ndarray  # (A,) float32
+    action_std: np.ndarray   # (A,) float32
+
+    def __post_init__(self):
+        for key in _STAT_KEYS:
+            value = np.asarray(getattr(self, key), dtype=np.float32)
+            if value.ndim != 1 or not np.all(np.isfinite(value)):
+                raise ValueError(f'normalization.{key}: got shape {value.shape} '
+                                 f'(finite={bool(np.all(np.isfinite(value)))}), '
+                                 'expected a finite 1-D vector')
+            setattr(self, key, value)
+        for kind in ('state', 'action'):
+            mean, std = getattr(self, f'{kind}_mean'), getattr(self, f'{kind}_std')
+            if mean.shape != std.shape:
+                raise ValueError(f'normalization.{kind}_std: got shape {std.shape}, '
+                                 f'expected {mean.shape} like {kind}_mean')
+            if np.any(std <= 0):
+                raise ValueError(f'normalization.{kind}_std: got {std.tolist()}, '
+                                 'expected values > 0')
+
+    @property
+    def state_dim(self):
+        return self.state_mean.shape[0]
+
+    @property
+    def action_dim(self):
+        return self.action_mean.shape[0]
+
+    @classmethod
+    def identity(cls, state_dim, action_dim):
+        """Stats that change nothing (tests, or data already in a unit range)."""
+        return cls(np.zeros(state_dim), np.ones(state_dim), np.zeros(action_dim),
+                   np.ones(action_dim))
+
+    @classmethod
+    def from_arrays(cls, states, actions, action_mask=None, std_floor=1e-3):
+        """
+        Compute stats from training data.
+
+        Arguments, by name:
+            states: (N, S) states.
+            actions: (N, A) or (N, H, A) actions in robot units.
+            action_mask: optional (N,) or (N, H) bool; False marks padded steps to ignore.
+            std_floor: lower bound of each std, so a constant dimension (a gripper that never
+                moved) does not blow up to inf after normalisation.
+        """
+        states = np.asarray(states, dtype=np.float64)
+        actions = np.asarray(actions, dtype=np.float64)
+        if states.ndim != 2 or states.shape[0] == 0:
+            raise ValueError(f'states: got shape {states.shape}, expected (N>0, state_dim)')
+        if actions.ndim not in (2, 3) or actions.shape[0] == 0:
+            raise ValueError(f'actions: got shape {actions.shape}, expected (N>0, action_dim) '
+                             'or (N>0, H, action_dim)')
+        flat = actions.reshape(-1, actions.shape[-1])
+        if action_mask is not None:
+            mask = np.asarray(action_mask, dtype=bool).reshape(-1)
+            if mask.shape[0] != flat.shape[0]:
+                raise ValueError(f'action_mask: got {np.shape(action_mask)}, expected '
+                                 f'{actions.shape[:-1]} (the leading dims of actions)')
+            flat = flat[mask]
+        if flat.shape[0] == 0:
+            raise ValueError('actions: no valid (unmasked) step to compute statistics from')
+        for name, arr in (('states', states), ('actions', flat)):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f'{name}: contains NaN or inf')
+        return cls(states.mean(0), np.maximum(states.std(0), std_floor),
+                   flat.mean(0), np.maximum(flat.std(0), std_floor))
+
+    def normalize_state(self, state):
+        return (state - self.state_mean) / self.state_std
+
+    def normalize_action(self, action):
+        return (action - self.action_mean) / self.action_std
+
+    def unnormalize_action(self, action):
+        return action * self.action_std + self.action_mean
+
+    def to_tensors(self):
+        """Flat dict of float32 tensors for safetensors."""
+        return {key: torch.from_numpy(getattr(self, key).copy()) for key in _STAT_KEYS}
+
+    @classmethod
+    def from_tensors(cls, tensors, source='<tensors>'):
+        missing = [k for k in _STAT_KEYS if k not in tensors]
+        unexpected = sorted(set(tensors) - set(_STAT_KEYS))
+        if missing or unexpected:
+            raise ValueError(f'{source}: normalization tensors missing {missing}, unexpected '
+                             f'{unexpected}; expected exactly {list(_STAT_KEYS)}')
+        try:
+            return cls(**{k: tensors[k].detach().float().cpu().numpy() for k in _STAT_KEYS})
+        except ValueError as exc:
+            raise ValueError(f'{source}: {exc}') from None
+
+
+class SpatialVLAProcessor:
+    """Turns raw observations into model inputs and model actions into robot commands."""
+
+    def __init__(self, config, tokenizer, stats):
+        if stats.state_dim != config.action.state_dim:
+            raise ValueError(f'normalization.state_mean: got {stats.state_dim} dims, expected '
+                             f'action.state_dim={config.action.state_dim}')
+        if stats.action_dim != config.action.action_dim:
+            raise ValueError(f'normalization.action_mean: got {stats.action_dim} dims, '
+                             f'expected action.action_dim={config.action.action_dim}')
+        self.config = config
+        self.tokenizer = tokenizer
+        self.stats = stats
+        act = config.action
+        self._lower = np.asarray(act.lower_limits, dtype=np.float32) if act.lower_limits else None
+        self._upper = np.asarray(act.upper_limits, dtype=np.float32) if act.upper_limits else None
+
+    @property
+    def num_cameras(self):
+        return len(self.config.data.cameras)
+
+    def _validate(self, raws):
+        if isinstance(raws, (str, bytes)) or not hasattr(raws, '__len__') or len(raws) == 0:
+            raise ValueError(f'observations: got {type(raws).__name__}, expected a non-empty '
+                             'list of RawObservation')
+        for i, raw in enumerate(raws):
+            if not hasattr(raw, 'validate'):
+                raise TypeError(f'observations[{i}]: got {type(raw).__name__}, '
+                                'expected RawObservation')
+            try:
+                raw.validate(num_cameras=self.num_cameras, state_dim=self.config.action.state_dim)
+            except ValueError as exc:
+                raise ValueError(f'observations[{i}]: {exc}') from None
+            if not isinstance(raw.instruction, str):
+                raise ValueError(f'observations[{i}]: observation.instruction: got '
+                                 f'{type(raw.instruction).__name__}, expected str')
+        ref = [img.shape for img in raws[0].images]
+        for i, raw in enumerate(raws[1:], start=1):
+            shapes = [img.shape for img in raw.images]
+            if shapes != ref:
+                raise ValueError(f'observations[{i}]: observation.images: got shapes {shapes}, '
+                                 f'expected {ref} like observations[0] (one batch shares sizes)')
+
+    def observations_to_model(self, raws):
+        """
+        Validate and stack raw observations into a `ModelObservation` on the CPU.
+
+        Arguments, by name:
+            raws: list of B `RawObservation` with the same camera count and image sizes.
+
+        Gives a ModelObservation with images (B, V, 3, H, W) float32 in [0, 1], points
+        (B, V, H, W, 3) float32 (NaN kept: the encoder masks them), state (B, S) normalised,
+        input_ids (B, L) and attention_mask (B, L) bool.
+        """
+        self._validate(raws)
+        images = np.stack([np.stack(raw.images) for raw in raws])      # (B, V, H, W, 3) uint8
+        images = torch.from_numpy(images).permute(0, 1, 4, 2, 3)       # (B, V, 3, H, W)
+        images = images.to(torch.float32).div_(255.0)
+        points = np.stack([np.stack(raw.points) for raw in raws]).astype(np.float32, copy=False)
+        states = np.stack([np.asarray(raw.state, dtype=np.float32) for raw in raws])
+        states = self.stats.normalize_state(states).astype(np.float32)
+        input_ids, attention_mask = tokenize_instructions(
+            self.tokenizer, [raw.instruction for raw in raws],
+            self.config.language_model.max_text_tokens)
+        return ModelObservation(
+            images=images.contiguous(),
+            points=torch.from_numpy(np.ascontiguousarray(points)),
+            state=torch.from_numpy(states),
+            input_ids=torch.as_tensor(input_ids, dtype=torch.long),
+            attention_mask=torch.as_tensor(attention_mask).bool())
+
+    def normalize_actions(self, actions, action_mask, index=0):
+        """Check one chunk (H, A) in robot units and normalise it; padded steps become 0."""
+        act = self.config.action
+        actions = np.asarray(actions, dtype=np.float32)
+        mask = np.asarray(action_mask)
+        if actions.shape != (act.chunk_size, act.action_dim):
+            raise ValueError(f'samples[{index}].actions: got shape {actions.shape}, expected '
+                             f'({act.chunk_size}, {act.action_dim}) (chunk_size, action_dim)')
+        if mask.shape != (act.chunk_size,) or mask.dtype != np.bool_:
+            raise ValueError(f'samples[{index}].action_mask: got {mask.dtype} {mask.shape}, '
+                             f'expected bool ({act.chunk_size},)')
+        if not np.all(np.isfinite(actions[mask])):
+            raise ValueError(f'samples[{index}].actions: contains NaN or inf in valid steps')
+        out = self.stats.normalize_action(actions).astype(np.float32)
+        out[~mask] = 0.0
+        return out
+
+    def collate(self, samples):
+        """Training batch from (RawObservation, actions (H, A) robot units, mask (H,) bool)."""
+        if len(samples) == 0:
+            raise ValueError('samples: got an empty list, expected at least one sample')
+        for i, sample in enumerate(samples):
+            if not isinstance(sample, (tuple, list)) or len(sample) != 3:
+                raise ValueError(f'samples[{i}]: expected a tuple (RawObservation, actions, '
+                                 'action_mask)')
+        obs = self.observations_to_model([s[0] for s in samples])
+        actions = np.stack([self.normalize_actions(s[1], s[2], i) for i, s in enumerate(samples)])
+        masks = np.stack([np.asarray(s[2], dtype=bool) for s in samples])
+        return ModelBatch(observation=obs, actions=torch.from_numpy(actions),
+                          action_mask=torch.from_numpy(masks))
+
+    def actions_to_robot(self, actions):
+        """
+        Unnormalise a predicted chunk, refuse non-finite values and clip to the limits.
+
+        Arguments, by name:
+            actions: (B, H, A) tensor (any device / dtype) or array, normalised units.
+
+        Gives a (B, H, A) float32 numpy array in robot units.
+        """
+        if isinstance(actions, torch.Tensor):
+            actions = actions.detach().to('cpu', torch.float32).numpy()
+        actions = np.asarray(actions, dtype=np.float32)
+        if actions.ndim != 3 or actions.shape[-1] != self.config.action.action_dim:
+            raise ValueError(f'actions: got shape {actions.shape}, expected '
+                             f'(B, H, {self.config.action.action_dim})')
+        if not np.all(np.isfinite(actions)):
+            bad = np.argwhere(~np.isfinite(actions))[0].tolist()
+            raise ValueError(f'actions: model produced NaN or inf (first at index {bad}); '
+                             'refusing to command the robot')
+        out = self.stats.unnormalize_action(actions).astype(np.float32)
+        if self._lower is not None:
+            np.clip(out, self._lower, self._upper, out=out)
+        return out
+
+
+__all__ = ['NormalizationStats', 'SpatialVLAProcessor']

@@ -1,0 +1,202 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Processor (normalisation, tokenisation, collation, clipping) and the policy's action queue."""
+
+import os
+
+import numpy as np
+import pytest
+from spatialvla_ros.config import load_config
+from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
+from spatialvla_ros.models.tokenizer import tokenize_instructions
+from spatialvla_ros.observation import RawObservation
+from spatialvla_ros.policies.policy_spatialvla import build_demo_tokenizer
+from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
+from spatialvla_ros.policies.processor_spatialvla import NormalizationStats
+from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
+import torch
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
+
+
+@pytest.fixture(scope='module')
+def config():
+    return load_config(os.path.join(CONFIG_DIR, 'late_llama.yaml'))
+
+
+@pytest.fixture(scope='module')
+def tokenizer(tmp_path_factory):
+    return build_demo_tokenizer(str(tmp_path_factory.mktemp('tok')))
+
+
+@pytest.fixture(scope='module')
+def stats():
+    rng = np.random.default_rng(0)
+    return NormalizationStats.from_arrays(rng.normal(0.3, 2.0, (200, 8)),
+                                          rng.normal(-0.1, 0.5, (200, 10, 8)))
+
+
+def raw_obs(rng, h=48, w=64, instruction='pick up the red cube', state_dim=8):
+    points = rng.uniform(0.2, 0.8, (h, w, 3)).astype(np.float32)
+    points[:5] = np.nan  # invalid depth rows
+    return RawObservation(images=[rng.integers(0, 256, (h, w, 3), dtype=np.uint8)],
+                          points=[points], state=rng.normal(size=state_dim).astype(np.float32),
+                          instruction=instruction, camera_names=['front'])
+
+
+def test_stats_match_numpy_and_floor_constant_dims():
+    rng = np.random.default_rng(1)
+    states = rng.normal(size=(50, 3))
+    states[:, 2] = 4.0                                   # a joint that never moved
+    actions = rng.normal(size=(50, 6, 2))
+    mask = rng.random((50, 6)) > 0.3
+    actions[~mask] = 1e6                                 # padded steps must not count
+    stats = NormalizationStats.from_arrays(states, actions, mask, std_floor=1e-2)
+    np.testing.assert_allclose(stats.state_mean, states.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(stats.state_std[:2], states[:, :2].std(0), rtol=1e-6)
+    assert stats.state_std[2] == pytest.approx(1e-2)
+    np.testing.assert_allclose(stats.action_mean, actions[mask].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats.action_std, actions[mask].std(0), rtol=1e-5)
+    back = NormalizationStats.from_tensors(stats.to_tensors())
+    for key in ('state_mean', 'state_std', 'action_mean', 'action_std'):
+        np.testing.assert_array_equal(getattr(back, key), getattr(stats, key))
+    tensors = stats.to_tensors()
+    del tensors['action_std']
+    with pytest.raises(ValueError, match='action_std'):
+        NormalizationStats.from_tensors(tensors, source='x.safetensors')
+    with pytest.raises(ValueError, match='NaN'):
+        NormalizationStats.from_arrays(np.full((3, 2), np.nan), np.zeros((3, 2)))
+
+
+def test_observations_to_model_layout(config, tokenizer, stats):
+    rng = np.random.default_rng(2)
+    raws = [raw_obs(rng), raw_obs(rng, instruction='push the blue block to the left')]
+    obs = SpatialVLAProcessor(config, tokenizer, stats).observations_to_model(raws)
+    assert obs.images.shape == (2, 1, 3, 48, 64) and obs.images.dtype == torch.float32
+    # pixel (row 7, col 9, green) of sample 1 lands at [1, view 0, channel 1, 7, 9]
+    assert obs.images[1, 0, 1, 7, 9].item() == pytest.approx(raws[1].images[0][7, 9, 1] / 255.0)
+    assert obs.points.shape == (2, 1, 48, 64, 3)
+    assert torch.isnan(obs.points[0, 0, :5]).all() and torch.isfinite(obs.points[0, 0, 5:]).all()
+    expected = (raws[0].state - stats.state_mean) / stats.state_std
+    np.testing.assert_allclose(obs.state[0].numpy(), expected, rtol=1e-5, atol=1e-6)
+    ids, mask = tokenize_instructions(tokenizer, [r.instruction for r in raws],
+                                      config.language_model.max_text_tokens)
+    assert torch.equal(obs.input_ids, ids) and torch.equal(obs.attention_mask, mask)
+    assert obs.attention_mask.dtype == torch.bool
+    assert obs.input_ids.shape == (2, config.language_model.max_text_tokens)
+    # no unknown words in the demo vocabulary
+    assert not (obs.input_ids[obs.attention_mask] == tokenizer.unk_token_id).any()
+
+
+def test_bad_observations_name_the_field(config, tokenizer, stats):
+    proc = SpatialVLAProcessor(config, tokenizer, stats)
+    rng = np.random.default_rng(3)
+    bad = raw_obs(rng)
+    bad.images = [bad.images[0].astype(np.float32)]
+    with pytest.raises(ValueError, match=r'observations\[1\].*images\[0\]'):
+        proc.observations_to_model([raw_obs(rng), bad])
+    bad = raw_obs(rng, state_dim=5)
+    with pytest.raises(ValueError, match=r'observations\[0\].*state'):
+        proc.observations_to_model([bad])
+    bad = raw_obs(rng)
+    bad.state[2] = np.nan
+    with pytest.raises(ValueError, match='state'):
+        proc.observations_to_model([bad])
+    bad = raw_obs(rng)
+    bad.images.append(bad.images[0])
+    bad.points.append(bad.points[0])
+    with pytest.raises(ValueError, match='cameras'):
+        proc.observations_to_model([bad])
+    with pytest.raises(ValueError, match=r'observations\[1\].*images'):
+        proc.observations_to_model([raw_obs(rng), raw_obs(rng, h=32)])
+    with pytest.raises(ValueError, match='observations'):
+        proc.observations_to_model([])
+
+
+def test_collate_normalises_and_masks(config, tokenizer, stats):
+    proc = SpatialVLAProcessor(config, tokenizer, stats)
+    rng = np.random.default_rng(4)
+    actions = rng.normal(size=(10, 8)).astype(np.float32)
+    mask = np.arange(10) < 6
+    actions[~mask] = np.nan                               # garbage past the episode end
+    batch = proc.collate([(raw_obs(rng), actions, mask), (raw_obs(rng), actions, mask)])
+    assert batch.actions.shape == (2, 10, 8) and batch.action_mask.dtype == torch.bool
+    expected = (actions[:6] - stats.action_mean) / stats.action_std
+    np.testing.assert_allclose(batch.actions[0, :6].numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert torch.all(batch.actions[:, 6:] == 0)
+    assert torch.equal(batch.action_mask[1], torch.from_numpy(mask))
+    with pytest.raises(ValueError, match=r'samples\[0\]\.actions'):
+        proc.collate([(raw_obs(rng), actions[:5], mask)])
+    with pytest.raises(ValueError, match=r'samples\[0\]\.action_mask'):
+        proc.collate([(raw_obs(rng), actions, mask.astype(np.int64))])
+
+
+def test_actions_to_robot_unnormalises_clips_and_refuses_nan(config, tokenizer, stats):
+    proc = SpatialVLAProcessor(config, tokenizer, stats)
+    lower = np.array(config.action.lower_limits, dtype=np.float32)
+    upper = np.array(config.action.upper_limits, dtype=np.float32)
+    rng = np.random.default_rng(5)
+    inside = rng.uniform(lower, upper, size=(2, 10, 8)).astype(np.float32)
+    normalised = torch.from_numpy(stats.normalize_action(inside).astype(np.float32))
+    np.testing.assert_allclose(proc.actions_to_robot(normalised), inside, rtol=1e-5, atol=1e-5)
+    huge = torch.full((1, 10, 8), 1e3)
+    out = proc.actions_to_robot(huge.to(torch.bfloat16))
+    np.testing.assert_array_equal(out[0, 0], upper)
+    np.testing.assert_array_equal(proc.actions_to_robot(-huge)[0, 3], lower)
+    huge[0, 4, 2] = float('nan')
+    with pytest.raises(ValueError, match='NaN'):
+        proc.actions_to_robot(huge)
+    with pytest.raises(ValueError, match='actions'):
+        proc.actions_to_robot(torch.zeros(10, 8))
+
+
+def test_policy_queue_and_seeded_chunks(config, tokenizer, stats):
+    torch.manual_seed(0)
+    model = SpatialVLAModel(config)
+    policy = SpatialVLAPolicy(model, SpatialVLAProcessor(config, tokenizer, stats),
+                              n_action_steps=4)
+    rng = np.random.default_rng(6)
+    obs = raw_obs(rng)
+    chunk = policy.predict_chunk(obs, seed=7)
+    assert chunk.shape == (10, 8) and chunk.dtype == np.float32 and np.isfinite(chunk).all()
+    assert np.all(chunk >= np.array(config.action.lower_limits, dtype=np.float32))
+    assert np.all(chunk <= np.array(config.action.upper_limits, dtype=np.float32))
+    np.testing.assert_array_equal(chunk, policy.predict_chunk(obs, seed=7))
+    assert not np.array_equal(chunk, policy.predict_chunk(obs, seed=8))
+    # the queue hands out the first n_action_steps actions, then predicts again
+    first = [policy.select_action(obs, seed=7) for _ in range(4)]
+    np.testing.assert_array_equal(np.stack(first), chunk[:4])
+    assert policy.queued_actions == 0
+    policy.select_action(raw_obs(rng), seed=9)
+    assert policy.queued_actions == 3
+    policy.reset()
+    assert policy.queued_actions == 0
+    both = policy.predict_chunks([obs, raw_obs(rng)], seed=7)
+    assert both.shape == (2, 10, 8)
+    with pytest.raises(ValueError, match='n_action_steps'):
+        SpatialVLAPolicy(model, policy.processor, n_action_steps=11)
+
+
+def test_demo_vocabulary_covers_every_simulator_instruction(tokenizer):
+    from spatialvla_ros.sim.panda_env import COLOURS
+    from spatialvla_ros.sim.panda_env import SHAPES
+    from spatialvla_ros.sim.tasks import DIRECTIONS
+    names = [f'{c} {s}' for c in COLOURS for s in SHAPES]
+    texts = [f'reach the {n}' for n in names] + [f'put the {n} in the tray' for n in names]
+    texts += [f'push the {n} {d}' for n in names for d in DIRECTIONS]
+    texts += [f'put the {n} on the {c} cube' for n in names for c in COLOURS]
+    ids, mask = tokenize_instructions(tokenizer, texts, 16)
+    assert mask[:, -1].sum() == 0                       # nothing truncated at 16 tokens
+    assert not (ids[mask] == tokenizer.unk_token_id).any()
