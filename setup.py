@@ -41,6 +41,8 @@ setup(
     entry_points={
         'console_scripts': [
             'spatialvla_check_config = spatialvla_ros.config:main',
+            'policy_node = spatialvla_ros.nodes.policy_node:main',
+            'policy_launch = spatialvla_ros.tools.policy_launch:main',
         ],
     },
 )

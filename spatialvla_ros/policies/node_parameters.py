@@ -1,0 +1,145 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The policy node's ROS parameters as plain data: declared by the node, listed by --help.
+
+Runtime knobs only (the architecture comes from the checkpoint). No rclpy here, so the table
+also serves `policy_node --help`, the launch tools and the tests.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NodeParameter:
+    """One ROS parameter of the policy node: default, meaning and allowed range."""
+
+    name: str
+    default: object
+    description: str
+    low: object = None               # inclusive range for numbers (None: unbounded)
+    high: object = None
+    choices: tuple = ()              # allowed strings (empty: any)
+
+
+# Runtime knobs only: the architecture comes from the checkpoint. Camera parameters
+# (cameras.<name>.*) are declared at configure time, once the checkpoint names the cameras.
+NODE_PARAMETERS = (
+    NodeParameter('checkpoint_dir', '', 'Checkpoint directory (config.yaml, model.safetensors, '
+                  'normalization.safetensors, tokenizer/). Required: configure fails without.'),
+    NodeParameter('plan', '', "Expected fusion plan; configure fails if the checkpoint's plan "
+                  "differs ('' accepts any).", choices=('', 'late_gemma', 'late_llama',
+                                                        'deep_fusion')),
+    NodeParameter('device', 'auto', "Torch device: 'auto' (cuda when available, else cpu), "
+                  "'cpu', 'cuda', 'cuda:N'."),
+    NodeParameter('dtype', 'auto', "Model dtype: 'auto' (the checkpoint's), float32, bfloat16, "
+                  'float16.', choices=('auto', 'float32', 'bfloat16', 'float16')),
+    NodeParameter('num_steps', 0, 'Euler denoising steps per chunk (0: the checkpoint config).',
+                  0, 1000),
+    NodeParameter('seed', -1, 'Seed of the initial noise of every chunk (-1: fresh noise each '
+                  'time; >= 0: same observation -> same actions).', -1, 2 ** 31 - 1),
+    NodeParameter('default_instruction', '', 'Instruction used until one arrives on the '
+                  "instruction topic ('': wait for one)."),
+    NodeParameter('state_topic', '', "JointState topic ('': the checkpoint's data.state_topic)."),
+    NodeParameter('instruction_topic', '', 'std_msgs/String instruction topic, transient-local '
+                  "('': the checkpoint's data.instruction_topic)."),
+    NodeParameter('trajectory_topic', 'joint_trajectory', 'Output JointTrajectory topic (e.g. '
+                  'a joint_trajectory_controller command topic).'),
+    NodeParameter('action_chunk_topic', 'spatialvla/action_chunk', 'Output ActionChunk topic.'),
+    NodeParameter('status_topic', 'spatialvla/status', 'Output PolicyStatus topic.'),
+    NodeParameter('diagnostics_topic', '/diagnostics', 'Output DiagnosticArray topic.'),
+    NodeParameter('qos_reliability', 'best_effort', 'Reliability of the sensor and joint state '
+                  'subscriptions (best_effort also matches reliable publishers).',
+                  choices=('best_effort', 'reliable')),
+    NodeParameter('qos_depth', 5, 'History depth of the sensor subscriptions.', 1, 1000),
+    NodeParameter('sync_slop_s', -1.0, 'Max header stamp spread inside one synchronised set '
+                  "[s] (-1: the checkpoint's data.sync_slop).", -1.0, 10.0),
+    NodeParameter('sync_queue_size', 10, 'Messages kept per synchronised stream.', 1, 1000),
+    NodeParameter('input_timeout_s', 0.5, 'Watchdog: publishing stops while any required input '
+                  'is older than this [s].', 0.01, 3600.0),
+    NodeParameter('max_observation_age_s', 1.0, 'A chunk whose observation was received more '
+                  'than this long ago when inference ends is not published [s].', 0.01, 3600.0),
+    NodeParameter('future_tolerance_s', 0.1, 'Header stamps later than now + this are rejected '
+                  '[s].', 0.0, 3600.0),
+    NodeParameter('max_rate_hz', 0.0, 'Cap on inferences (and chunks) per second (0: as fast as '
+                  'the model runs).', 0.0, 1000.0),
+    NodeParameter('status_rate_hz', 2.0, 'Rate of PolicyStatus and DiagnosticArray [Hz].',
+                  0.1, 100.0),
+    NodeParameter('warn_throttle_s', 2.0, 'Min interval between two warnings for the same '
+                  'topic and reason [s].', 0.0, 3600.0),
+)
+
+# cameras.<camera name>.<field>; defaults come from the checkpoint's data.cameras.
+CAMERA_PARAMETERS = (
+    ('color_topic', 'Colour Image topic (rgb8, bgr8, rgba8, bgra8, mono8).'),
+    ('depth_topic', "Depth Image topic (16UC1 mm or 32FC1 m); '' when cloud_topic is used."),
+    ('camera_info_topic', 'CameraInfo topic of the colour image.'),
+    ('cloud_topic', "PointCloud2 topic (optical frame) instead of depth ('' = off)."),
+    ('base_from_camera_xyz', 'Camera-to-base translation [m] (x, y, z).'),
+    ('base_from_camera_quat', 'Camera-to-base rotation quaternion (x, y, z, w).'),
+)
+
+
+def describe_parameters():
+    """Return the parameter list as text for --help."""
+    lines = []
+    for p in NODE_PARAMETERS:
+        extra = ''
+        if p.choices:
+            extra = ' {' + ', '.join(repr(c) for c in p.choices) + '}'
+        elif p.low is not None:
+            extra = f' [{p.low}, {p.high}]'
+        lines.append(f'  {p.name} (default {p.default!r}){extra}\n      {p.description}')
+    for field_name, description in CAMERA_PARAMETERS:
+        lines.append(f"  cameras.<name>.{field_name} (default: the checkpoint's)\n"
+                     f'      {description}')
+    return '\n'.join(lines)
+
+
+def check_choices(values):
+    """Raise ValueError naming the parameter when a value is not one of its allowed strings."""
+    for p in NODE_PARAMETERS:
+        if p.choices and p.name in values and values[p.name] not in p.choices:
+            raise ValueError(f"parameter '{p.name}': got {values[p.name]!r}, expected one of "
+                             + ', '.join(repr(c) for c in p.choices))
+
+
+def data_config_with_overrides(data, cameras, state_topic='', instruction_topic=''):
+    """
+    Return the checkpoint's DataConfig with parameter overrides applied and validated.
+
+    cameras: {camera name: {CAMERA_PARAMETERS field: value}}; '' topics keep the checkpoint's
+    state / instruction topics.
+    """
+    new_cameras = []
+    for cam in data.cameras:
+        values = dict(cameras.get(cam.name, {}))
+        for name in ('base_from_camera_xyz', 'base_from_camera_quat'):
+            if name in values:
+                values[name] = tuple(float(v) for v in values[name])
+        for name in ('color_topic', 'depth_topic', 'camera_info_topic', 'cloud_topic'):
+            if name in values:
+                values[name] = str(values[name])
+        new_cameras.append(dataclasses.replace(cam, **values))
+    data = dataclasses.replace(data, cameras=tuple(new_cameras),
+                               state_topic=state_topic or data.state_topic,
+                               instruction_topic=instruction_topic or data.instruction_topic)
+    data.validate('data')
+    return data
+
+
+__all__ = ['CAMERA_PARAMETERS', 'NODE_PARAMETERS', 'NodeParameter', 'check_choices',
+           'data_config_with_overrides', 'describe_parameters']

@@ -1,0 +1,382 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+ROS-free run-time machinery of the policy node: worker, watchdog, rejection book-keeping.
+
+The node only wires ROS callbacks to these objects, so their behaviour (latest-wins dropping,
+staleness, per-reason counters, throttling) is the same in a notebook, a bag evaluator or a test
+without DDS. Times are seconds from `time.monotonic()` unless a name says `_ns`.
+"""
+
+import collections
+import threading
+import time
+
+import numpy as np
+
+
+# Stable keys of the per-reason rejection counters (exposed in the DiagnosticArray).
+REJECTION_REASONS = (
+    'encoding',        # unsupported or mismatching image encoding
+    'size',            # width/height/step/data length disagree, truncated data
+    'nonfinite',       # NaN/inf where finite numbers are required (depth, joint state)
+    'empty_cloud',     # PointCloud2 without points
+    'missing_field',   # PointCloud2 lacks x/y/z (or a field is malformed)
+    'camera_info',     # zero/invalid focal length, size or distortion model
+    'future_stamp',    # header stamp later than now + tolerance
+    'out_of_order',    # header stamp older than the previous message on that topic
+    'joint_names',     # joint state without the configured joints (unknown names)
+    'frame',           # the synchronised set cannot be turned into an observation
+    'invalid',         # any other malformed content
+)
+
+
+class Rejection(ValueError):
+    """A message that must be dropped; `reason` is one of REJECTION_REASONS."""
+
+    def __init__(self, reason, detail):
+        super().__init__(detail)
+        self.reason = reason if reason in REJECTION_REASONS else 'invalid'
+        self.detail = detail
+
+
+# Words in an error message -> reason key, for errors raised by the perception modules (their
+# messages start with a short label such as 'image.', 'depth.', 'cloud.', never the topic). The
+# first match wins, so the specific ones come first; 'inf' is not a key word ('camera_info').
+_KEYWORDS = (
+    ('future', 'future_stamp'),
+    ('out of order', 'out_of_order'),
+    ('older than', 'out_of_order'),
+    ('not newer', 'out_of_order'),
+    ('encoding', 'encoding'),
+    ('focal', 'camera_info'),
+    ('camera_info', 'camera_info'),
+    ('empty cloud', 'empty_cloud'),
+    ('fields', 'missing_field'),
+    ('no valid', 'nonfinite'),
+    ('finite', 'nonfinite'),
+    ('joint', 'joint_names'),
+    ('nan', 'nonfinite'),
+    ('truncat', 'size'),
+    ('step', 'size'),
+    ('bytes', 'size'),
+    ('height', 'size'),
+    ('width', 'size'),
+    ('shape', 'size'),
+    ('size', 'size'),
+)
+
+
+def classify_error(exc, default='invalid'):
+    """Map an exception raised by a conversion to a stable rejection reason key."""
+    reason = getattr(exc, 'reason', None)
+    if reason in REJECTION_REASONS:
+        return reason
+    text = str(exc).lower()
+    for word, key in _KEYWORDS:
+        if word in text:
+            return key
+    return default
+
+
+class RejectionLog:
+    """
+    Counts rejected messages per reason and decides when a warning may be logged again.
+
+    Warnings are throttled per (topic, reason), so a flood of one bad stream cannot hide the
+    first warning of another one.
+    """
+
+    def __init__(self, throttle_s=2.0, clock=time.monotonic):
+        self._lock = threading.Lock()
+        self._throttle_s = throttle_s
+        self._clock = clock
+        self._last_log = {}
+        self.reset()
+
+    def reset(self):
+        with self._lock:
+            self.total = 0
+            self.by_reason = collections.OrderedDict((r, 0) for r in REJECTION_REASONS)
+            self.last_reason = ''
+            self._last_log.clear()
+
+    def record(self, topic, reason, detail):
+        """Count one rejection; return (message, should_log)."""
+        reason = reason if reason in REJECTION_REASONS else 'invalid'
+        message = f'{topic}: dropped ({reason}): {detail}'
+        now = self._clock()
+        with self._lock:
+            self.total += 1
+            self.by_reason[reason] += 1
+            self.last_reason = message
+            last = self._last_log.get((topic, reason))
+            should_log = last is None or now - last >= self._throttle_s
+            if should_log:
+                self._last_log[(topic, reason)] = now
+        return message, should_log
+
+    def snapshot(self):
+        with self._lock:
+            return self.total, dict(self.by_reason), self.last_reason
+
+
+class StampChecker:
+    """
+    Rejects stamps in the future (beyond a tolerance) and stamps going back in time per topic.
+
+    Equal stamps on one topic are accepted (some drivers repeat a stamp); the synchroniser decides
+    what to do with duplicates.
+    """
+
+    def __init__(self, future_tolerance_s):
+        self.future_tolerance_ns = int(future_tolerance_s * 1e9)
+        self._last = {}
+
+    def reset(self):
+        self._last.clear()
+
+    def check(self, topic, stamp_ns, now_ns):
+        """Raise Rejection when `stamp_ns` (header stamp) cannot be accepted on `topic`."""
+        if stamp_ns <= 0:
+            raise Rejection('invalid', 'header stamp is zero (the publisher did not stamp it)')
+        if stamp_ns > now_ns + self.future_tolerance_ns:
+            raise Rejection('future_stamp', f'header stamp is {(stamp_ns - now_ns) * 1e-9:.3f} s '
+                            f'in the future (tolerance {self.future_tolerance_ns * 1e-9:.3f} s)')
+        last = self._last.get(topic)
+        if last is not None and stamp_ns < last:
+            raise Rejection('out_of_order', f'header stamp is {(last - stamp_ns) * 1e-9:.3f} s '
+                            'older than the previous message on this topic')
+
+    def commit(self, topic, stamp_ns):
+        """Remember the stamp of an accepted message (only accepted ones set the order)."""
+        self._last[topic] = max(stamp_ns, self._last.get(topic, stamp_ns))
+
+
+class InputWatchdog:
+    """
+    Tracks when each required input last delivered an accepted message.
+
+    An input that never arrived since `reset()` or whose last message is older than the timeout
+    is stale; the node publishes nothing while any input is stale and says which one.
+    """
+
+    def __init__(self, timeout_s, clock=time.monotonic):
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._required = []
+        self._last = {}
+        self._since = clock()
+
+    def reset(self, required):
+        with self._lock:
+            self._required = list(required)
+            self._last = {}
+            self._since = self._clock()
+
+    def feed(self, name, now=None):
+        with self._lock:
+            self._last[name] = self._clock() if now is None else now
+
+    def stale(self, now=None):
+        """Return [(name, age_s or None when never received)] of the stale inputs."""
+        now = self._clock() if now is None else now
+        out = []
+        with self._lock:
+            for name in self._required:
+                last = self._last.get(name)
+                if last is None:
+                    out.append((name, None))
+                elif now - last > self.timeout_s:
+                    out.append((name, now - last))
+        return out
+
+    def reason(self, now=None):
+        """Return a sentence naming the stale inputs ('' when all are fresh)."""
+        parts = []
+        for name, age in self.stale(now):
+            if age is None:
+                parts.append(f'no message yet on {name}')
+            else:
+                parts.append(f'no message on {name} for {age:.2f} s')
+        if not parts:
+            return ''
+        return 'waiting for input: ' + '; '.join(parts) + f' (timeout {self.timeout_s:.2f} s)'
+
+
+class RateMeter:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window_s=5.0, clock=time.monotonic):
+        self._window_s = window_s
+        self._clock = clock
+        self._times = collections.deque()
+        self._lock = threading.Lock()
+
+    def tick(self):
+        with self._lock:
+            self._times.append(self._clock())
+
+    def rate(self):
+        now = self._clock()
+        with self._lock:
+            while self._times and now - self._times[0] > self._window_s:
+                self._times.popleft()
+            if len(self._times) < 2:
+                return 0.0
+            span = max(now - self._times[0], 1e-6)
+            return (len(self._times) - 1) / span
+
+
+class LatestWinsWorker:
+    """
+    One background thread that runs `fn(job)` on the newest submitted job only.
+
+    A job submitted while another is pending replaces it (the old one is counted in `dropped`,
+    never queued), so the model always sees the newest observation and latency stays bounded by
+    one inference. `min_period_s` caps the rate at which jobs are started.
+    """
+
+    def __init__(self, fn, name='spatialvla-policy-worker', min_period_s=0.0, on_error=None,
+                 clock=time.monotonic):
+        self._fn = fn
+        self._name = name
+        self._on_error = on_error
+        self._clock = clock
+        self.min_period_s = min_period_s
+        self._cond = threading.Condition()
+        self._pending = None
+        self._running = False
+        self._busy = False
+        self._thread = None
+        self._last_start = None
+        self.dropped = 0
+        self.processed = 0
+
+    def start(self):
+        with self._cond:
+            if self._running:
+                return
+            self._running = True
+            self._pending = None
+        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout=10.0):
+        """Stop taking jobs, discard the pending one and wait for the running one to finish."""
+        with self._cond:
+            self._running = False
+            self._pending = None
+            self._cond.notify_all()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def clear(self):
+        """Drop the pending job (e.g. its inputs went stale); not counted as a newer-frame drop."""
+        with self._cond:
+            self._pending = None
+
+    def submit(self, job):
+        """Offer a job; return True when it replaced a pending, older one."""
+        with self._cond:
+            if not self._running:
+                return False
+            replaced = self._pending is not None
+            if replaced:
+                self.dropped += 1
+            self._pending = job
+            self._cond.notify_all()
+            return replaced
+
+    @property
+    def busy(self):
+        with self._cond:
+            return self._busy or self._pending is not None
+
+    def _take(self):
+        with self._cond:
+            while self._running:
+                if self._pending is not None:
+                    wait = 0.0
+                    if self.min_period_s > 0 and self._last_start is not None:
+                        wait = self._last_start + self.min_period_s - self._clock()
+                    if wait <= 0:
+                        job, self._pending = self._pending, None
+                        self._busy = True
+                        self._last_start = self._clock()
+                        return job
+                    self._cond.wait(wait)
+                else:
+                    self._cond.wait()
+            return None
+
+    def _loop(self):
+        while True:
+            job = self._take()
+            if job is None:
+                return
+            try:
+                self._fn(job)
+            except Exception as exc:  # noqa: BLE001 - the worker must survive any job
+                if self._on_error is not None:
+                    self._on_error(exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self.processed += 1
+
+
+def load_policy(checkpoint_dir, device='auto', dtype='auto', num_steps=0, plan=''):
+    """
+    Load a checkpoint for serving; return (SpatialVLAPolicy, resolved device string).
+
+    device 'auto' is cuda when available; dtype 'auto' is the checkpoint's; num_steps 0 keeps
+    the checkpoint's; a non-empty `plan` must match the checkpoint's. Imports torch (slow).
+    """
+    if not checkpoint_dir:
+        raise ValueError("parameter 'checkpoint_dir' is empty: set it to a checkpoint "
+                         'directory written by save_checkpoint (--ros-args -p '
+                         'checkpoint_dir:=/path/to/checkpoint)')
+    import torch
+
+    from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
+
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    elif device.startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError(f"parameter 'device': got {device!r}, but CUDA is not available")
+    policy = SpatialVLAPolicy.from_pretrained(
+        checkpoint_dir, device=device, dtype=None if dtype == 'auto' else getattr(torch, dtype),
+        num_steps=num_steps or None)
+    if plan and plan != policy.config.plan:
+        raise ValueError(f"parameter 'plan': got {plan!r}, but the checkpoint {checkpoint_dir} "
+                         f'is a {policy.config.plan!r} policy')
+    return policy, device
+
+
+def check_chunk(chunk, horizon, action_dim):
+    """Return the chunk as float64 (H, A) or raise Rejection when it must not be published."""
+    chunk = np.asarray(chunk)
+    if chunk.shape != (horizon, action_dim):
+        raise Rejection('invalid', f'policy returned actions of shape {chunk.shape}, expected '
+                        f'({horizon}, {action_dim}) (chunk_size, action_dim)')
+    if not np.all(np.isfinite(chunk)):
+        bad = int(np.count_nonzero(~np.isfinite(chunk)))
+        raise Rejection('nonfinite', f'policy returned {bad} non-finite action values')
+    return chunk.astype(np.float64)

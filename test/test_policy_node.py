@@ -1,0 +1,722 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The policy node over real DDS: one node process for the module, driven through scenarios.
+
+The node is started the way a researcher starts it without ros2 launch (policy_launch
+--autostart, which drives configure -> activate over the lifecycle services). The test side
+is an in-process rclpy context in the node's domain: a 30 Hz stream of synthetic 64x48 RGB-D
+(or point clouds) + camera info + joint states, injected malformed messages, and subscribers
+for the trajectories, action chunks, status and diagnostics.
+"""
+
+import ast
+import collections
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from checkpoint_utils import cached_checkpoint
+import numpy as np
+import pytest
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+W, H = 64, 48
+FX = FY = 50.0
+CX, CY = 31.5, 23.5
+INSTRUCTION = 'pick up the red cube'
+COLOR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
+NODE = '/policy_node'
+TOPICS = {'color': '/camera/color/image_raw', 'depth': '/camera/depth/image_raw',
+          'camera_info': '/camera/color/camera_info', 'cloud': '/camera/depth/points',
+          'joints': '/joint_states', 'instruction': '/spatialvla/instruction',
+          'side_color': '/side/color/image_raw', 'side_cloud': '/side/depth/points',
+          'side_camera_info': '/side/color/camera_info'}
+
+
+def wait_for(predicate, timeout, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def scene(i):
+    """Frame i: a red square moving over a gradient, 0.2 m in front of a 1 m wall."""
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[..., 1] = np.linspace(0, 200, W, dtype=np.uint8)[None, :]
+    rgb[..., 2] = np.linspace(0, 200, H, dtype=np.uint8)[:, None]
+    depth = np.full((H, W), 1.0, np.float32)
+    c = 8 + (2 * i) % (W - 24)
+    rgb[16:32, c:c + 16] = (220, 20, 20)
+    depth[16:32, c:c + 16] = 0.8
+    depth[0, 0] = np.nan  # one invalid pixel, as real drivers give
+    return rgb, depth
+
+
+def optical_points(depth):
+    u, v = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
+    return np.stack([(u - CX) * depth / FX, (v - CY) * depth / FY, depth], axis=-1)
+
+
+class Rig:
+    """Test-side ROS participant: publishers, a 30 Hz stream thread and output recorders."""
+
+    def __init__(self, domain_id, joint_names, state):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSDurabilityPolicy
+        from rclpy.qos import QoSProfile
+        from rclpy.qos import QoSReliabilityPolicy
+        from rclpy.signals import SignalHandlerOptions
+        from diagnostic_msgs.msg import DiagnosticArray
+        from lifecycle_msgs.srv import ChangeState
+        from rcl_interfaces.srv import SetParameters
+        from sensor_msgs.msg import CameraInfo
+        from sensor_msgs.msg import Image
+        from sensor_msgs.msg import JointState
+        from sensor_msgs.msg import PointCloud2
+        from spatialvla_ros_interfaces.msg import ActionChunk
+        from spatialvla_ros_interfaces.msg import PolicyStatus
+        from std_msgs.msg import String
+        from trajectory_msgs.msg import JointTrajectory
+
+        self.types = {'color': Image, 'depth': Image, 'camera_info': CameraInfo,
+                      'cloud': PointCloud2, 'joints': JointState, 'side_color': Image,
+                      'side_cloud': PointCloud2, 'side_camera_info': CameraInfo}
+        self.joint_names, self.state = list(joint_names), np.asarray(state, np.float64)
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id,
+                   signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node('policy_node_test_rig', context=self.context)
+        qos = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
+        self.pubs = {k: self.node.create_publisher(self.types[k], TOPICS[k], qos)
+                     for k in self.types}
+        latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        self.pubs['instruction'] = self.node.create_publisher(String, TOPICS['instruction'],
+                                                              latched)
+        self.lock = threading.Lock()
+        self.trajectories, self.chunks = [], []
+        self.status = self.diagnostics = None
+        self.node.create_subscription(JointTrajectory, '/joint_trajectory',
+                                      lambda m: self._record(self.trajectories, m), qos)
+        self.node.create_subscription(ActionChunk, '/spatialvla/action_chunk',
+                                      lambda m: self._record(self.chunks, m), qos)
+        self.node.create_subscription(PolicyStatus, '/spatialvla/status',
+                                      lambda m: setattr(self, 'status', m), qos)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics',
+                                      lambda m: setattr(self, 'diagnostics', m), qos)
+        self.change_state = self.node.create_client(ChangeState, f'{NODE}/change_state')
+        self.set_parameters = self.node.create_client(SetParameters, f'{NODE}/set_parameters')
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self.spinner.start()
+        # Stream state: only the stream thread publishes, so stamps stay in order per topic.
+        self.mode, self.streaming, self.running = 'depth', True, True
+        self.muted = set()  # kinds of a good set that are not published (a dead camera)
+        self.frames = collections.OrderedDict()   # stamp_ns -> messages of a good set
+        self.bad_stamps = set()
+        self.injections = collections.deque()
+        self.frame_index = 0
+        self._last_stamp = 0
+        self.streamer = threading.Thread(target=self._stream, daemon=True)
+        self.streamer.start()
+
+    def _record(self, store, msg):
+        with self.lock:
+            store.append((time.monotonic(), msg))
+
+    def close(self):
+        self.running = False
+        self.streamer.join(5)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+    # ---------------------------------------------------------------- messages
+    def stamp(self, offset_ns=0):
+        from spatialvla_ros.perception.conversions import header_fields
+        if offset_ns == 0:
+            self._last_stamp = max(time.time_ns(), self._last_stamp + 1000)
+        else:  # a set of its own just after the last one (never shared by two sets)
+            self._last_stamp += offset_ns
+        return self._last_stamp, header_fields(self._last_stamp)
+
+    def make(self, kind, values):
+        from spatialvla_ros.perception.messages import make_message
+        return make_message(self.types[kind], values)
+
+    def good_set(self, stamp_ns, i):
+        from spatialvla_ros.perception import conversions as cv
+        rgb, depth = scene(i)
+        K = np.array([[FX, 0, CX], [0, FY, CY], [0, 0, 1]])
+        msgs = {'camera_info': self.make('camera_info', cv.camera_info_fields(K, W, H, stamp_ns))}
+        msgs['color'] = self.make('color', cv.rgb_to_image_fields(
+            rgb, COLOR_ENCODINGS[i % len(COLOR_ENCODINGS)], stamp_ns, row_padding=i % 2 * 4))
+        if self.mode in ('depth', 'multi'):
+            msgs['depth'] = self.make('depth', cv.depth_to_image_fields(
+                depth, ('32FC1', '16UC1')[i % 2], stamp_ns))
+        if self.mode == 'multi':  # a second camera giving a point cloud
+            msgs['side_camera_info'] = msgs['camera_info']
+            msgs['side_color'] = msgs['color']
+            msgs['side_cloud'] = self.make('cloud', cv.pointcloud2_fields_xyzrgb(
+                optical_points(depth)[::2, ::2], None, stamp_ns))
+        elif self.mode == 'cloud':
+            xyz = optical_points(depth)
+            colors = rgb
+            if i % 2:  # unorganised: the valid points only, as a flat list
+                keep = np.isfinite(xyz).all(axis=-1)
+                xyz, colors = xyz[keep], rgb[keep]
+            msgs['cloud'] = self.make('cloud', cv.pointcloud2_fields_xyzrgb(xyz, colors,
+                                                                            stamp_ns))
+        return msgs
+
+    def joint_state(self, stamp_ns, names=None, positions=None):
+        from spatialvla_ros.perception.conversions import header_fields
+        if names is None:  # shuffled order + a joint the policy does not use
+            order = list(reversed(range(len(self.joint_names))))
+            names = [self.joint_names[j] for j in order] + ['panda_finger_joint2']
+            positions = [self.state[j] for j in order] + [0.01]
+        return self.make('joints', {'header': header_fields(stamp_ns), 'name': names,
+                                    'position': np.asarray(positions, np.float64)})
+
+    def _publish(self, msgs):
+        for kind, msg in msgs.items():
+            self.pubs[kind].publish(msg)
+
+    def _stream(self):
+        period, tick = 1.0 / 30.0, time.monotonic()
+        while self.running:
+            stamp_ns, _ = self.stamp()
+            self.pubs['joints'].publish(self.joint_state(stamp_ns))
+            if self.streaming:
+                msgs = self.good_set(stamp_ns, self.frame_index)
+                with self.lock:
+                    self.frames[stamp_ns] = msgs
+                    while len(self.frames) > 600:
+                        self.frames.popitem(last=False)
+                self._publish({k: m for k, m in msgs.items() if k not in self.muted})
+                self.frame_index += 1
+                while self.injections:
+                    self.injections.popleft()(self)
+            tick += period
+            time.sleep(max(0.0, tick - time.monotonic()))
+
+    def inject(self, make_bad):
+        """Queue `make_bad(rig)`; it runs in the stream thread between two good frames."""
+        self.injections.append(make_bad)
+
+    # ---------------------------------------------------------------- node control
+    def call(self, client, request, timeout=60.0):
+        assert client.wait_for_service(timeout_sec=20.0), client.srv_name
+        future = client.call_async(request)
+        assert wait_for(future.done, timeout), f'{client.srv_name}: no answer'
+        return future.result()
+
+    def transition(self, label):
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+        ids = {'configure': Transition.TRANSITION_CONFIGURE,
+               'activate': Transition.TRANSITION_ACTIVATE,
+               'deactivate': Transition.TRANSITION_DEACTIVATE,
+               'cleanup': Transition.TRANSITION_CLEANUP}
+        request = ChangeState.Request()
+        request.transition.id = ids[label]
+        return self.call(self.change_state, request).success
+
+    def set_params(self, **values):
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+        params = [Parameter(k.replace('__', '.'), value=v).to_parameter_msg()
+                  for k, v in values.items()]
+        result = self.call(self.set_parameters, SetParameters.Request(parameters=params))
+        assert all(r.successful for r in result.results), [r.reason for r in result.results]
+
+    def counters(self):
+        if self.diagnostics is None or not self.diagnostics.status:
+            return {}
+        return {kv.key: kv.value for kv in self.diagnostics.status[0].values}
+
+    def received_since(self, t0):
+        with self.lock:
+            return [m for t, m in self.trajectories if t >= t0]
+
+
+def stamp_ns(time_msg):
+    return time_msg.sec * 1_000_000_000 + time_msg.nanosec
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    """Tiny checkpoint, the node (policy_launch --autostart) and the test rig, once."""
+    from spatialvla_ros.config import load_config
+    ckpt = cached_checkpoint(tmp_path_factory, 'late_gemma')
+    config = load_config(os.path.join(ckpt, 'config.yaml'))
+    domain = 220 + os.getpid() % 12
+    saved = {k: os.environ.get(k) for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE',
+                                            'FASTDDS_BUILTIN_TRANSPORTS')}
+    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+                      FASTDDS_BUILTIN_TRANSPORTS='LARGE_DATA')
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED='1',
+               OMP_NUM_THREADS='1')
+    params = tmp_path_factory.mktemp('params') / 'policy_node.yaml'
+    params.write_text(yaml.safe_dump({'policy_node': {'ros__parameters': {
+        'checkpoint_dir': '/nonexistent/overridden/on/the/command/line', 'seed': 0,
+        'input_timeout_s': 0.6, 'max_observation_age_s': 30.0, 'sync_slop_s': 0.005,
+        'status_rate_hz': 10.0, 'warn_throttle_s': 0.5}}}))
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'spatialvla_ros.tools.policy_launch', '--params-file',
+         str(params), '--checkpoint-dir', ckpt, '--autostart'],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = []
+    drain = threading.Thread(target=lambda: log.extend(iter(proc.stdout.readline, '')),
+                             daemon=True)
+    drain.start()
+    lower = np.asarray(config.action.lower_limits)
+    upper = np.asarray(config.action.upper_limits)
+    rig = Rig(domain, config.action.names, (lower + upper) / 2)
+    rig.pubs['instruction'].publish(_string(INSTRUCTION))
+    try:
+        yield {'rig': rig, 'proc': proc, 'log': log, 'config': config, 'ckpt': ckpt}
+    finally:
+        rig.close()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _string(text):
+    from std_msgs.msg import String
+    return String(data=text)
+
+
+def _log_tail(setup, n=30):
+    return ''.join(setup['log'][-n:])
+
+
+def test_streams_trajectories_of_the_right_shape(setup):
+    rig, config = setup['rig'], setup['config']
+    act = config.action
+    assert wait_for(lambda: len(rig.trajectories) >= 4, 90), _log_tail(setup)
+    with rig.lock:
+        trajs = [m for _, m in rig.trajectories]
+        chunks = {stamp_ns(m.observation_stamp): m for _, m in rig.chunks}
+        frames = dict(rig.frames)
+    for traj in trajs:
+        assert list(traj.joint_names) == list(act.names)
+        assert len(traj.points) == act.chunk_size
+        assert stamp_ns(traj.header.stamp) in frames  # an observation's stamp, never invented
+        for k, point in enumerate(traj.points):
+            assert len(point.positions) == act.action_dim
+            assert stamp_ns(point.time_from_start) == pytest.approx((k + 1) * act.dt * 1e9,
+                                                                    abs=1)
+        positions = np.array([p.positions for p in traj.points])
+        assert np.all(np.isfinite(positions))
+        assert np.all(positions >= np.asarray(act.lower_limits) - 1e-6)
+        assert np.all(positions <= np.asarray(act.upper_limits) + 1e-6)
+    traj = trajs[-1]
+    s = stamp_ns(traj.header.stamp)
+    assert wait_for(lambda: any(stamp_ns(m.observation_stamp) == s for _, m in rig.chunks), 5)
+    chunks = {stamp_ns(m.observation_stamp): m for _, m in rig.chunks}
+    chunk = chunks[s]
+    assert (chunk.plan, chunk.horizon, chunk.action_dim) == (config.plan, act.chunk_size,
+                                                             act.action_dim)
+    assert list(chunk.names) == list(act.names) and chunk.dt == pytest.approx(act.dt)
+    assert chunk.inference_latency > 0
+    positions = np.array([p.positions for p in traj.points])
+    np.testing.assert_allclose(np.asarray(chunk.actions).reshape(positions.shape), positions,
+                               atol=1e-6)
+    # The same observation through the policy offline (same seed) gives the same chunk: the
+    # node fed the model this very frame, joint state (reordered by name) and instruction.
+    from spatialvla_ros.perception.observation_builder import ObservationBuilder
+    from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
+    policy = SpatialVLAPolicy.from_pretrained(setup['ckpt'])
+    builder = ObservationBuilder(policy.config.data, policy.config.encoder3d, act.names,
+                                 act.state_dim)
+    msgs = frames[s]
+    obs = builder.build({f'front/{k}': m for k, m in msgs.items()}, rig.joint_state(s),
+                        INSTRUCTION, s)
+    expected = policy.predict_chunk(obs, seed=0)
+    np.testing.assert_allclose(positions, expected, atol=1e-4)
+    # Latest wins: at 30 Hz in and a few chunks per second out, frames were dropped.
+    assert wait_for(lambda: rig.status is not None and rig.status.dropped_frames > 0, 5)
+    assert rig.status.rejected_messages == 0, rig.status.last_rejection_reason
+
+
+def _bad_color(field_values):
+    def make(rig):
+        from spatialvla_ros.perception import conversions as cv
+        stamp, _ = rig.stamp(1_000_000)
+        msgs = rig.good_set(stamp, 0)
+        values = cv.rgb_to_image_fields(scene(0)[0], 'rgb8', stamp)
+        values.update(field_values(values))
+        msgs['color'] = rig.make('color', values)
+        rig.bad_stamps.add(stamp)
+        rig._publish(msgs)
+    return make
+
+
+def _bad_depth(field_values, encoding='32FC1', depth=None):
+    def make(rig):
+        from spatialvla_ros.perception import conversions as cv
+        stamp, _ = rig.stamp(1_000_000)
+        msgs = rig.good_set(stamp, 0)
+        values = cv.depth_to_image_fields(scene(0)[1] if depth is None else depth, encoding,
+                                          stamp)
+        values.update(field_values(values))
+        msgs['depth'] = rig.make('depth', values)
+        rig.bad_stamps.add(stamp)
+        rig._publish(msgs)
+    return make
+
+
+def _bad_info(rig):
+    from spatialvla_ros.perception import conversions as cv
+    stamp, _ = rig.stamp(1_000_000)
+    msgs = rig.good_set(stamp, 0)
+    msgs['camera_info'] = rig.make('camera_info', cv.camera_info_fields(np.zeros((3, 3)), W, H,
+                                                                        stamp))
+    rig.bad_stamps.add(stamp)
+    rig._publish(msgs)
+
+
+def _shifted_set(offset_ns):
+    def make(rig):
+        stamp = rig._last_stamp + offset_ns
+        rig.bad_stamps.add(stamp)
+        rig._publish(rig.good_set(stamp, 0))
+    return make
+
+
+def _bad_joints(rig):
+    stamp, _ = rig.stamp(1_000_000)
+    rig.pubs['joints'].publish(rig.joint_state(stamp, ['foo', 'bar'], [0.0, 0.0]))
+
+
+def _bad_cloud(field_values):
+    def make(rig):
+        from spatialvla_ros.perception import conversions as cv
+        stamp, _ = rig.stamp(1_000_000)
+        msgs = rig.good_set(stamp, 0)
+        values = cv.pointcloud2_fields_xyzrgb(optical_points(scene(0)[1]), None, stamp)
+        values.update(field_values(values))
+        msgs['cloud'] = rig.make('cloud', values)
+        rig.bad_stamps.add(stamp)
+        rig._publish(msgs)
+    return make
+
+
+NAN_DEPTH = np.full((H, W), np.nan, np.float32)
+INF_DEPTH = np.full((H, W), np.inf, np.float32)
+DEPTH_CASES = {
+    'encoding': [_bad_color(lambda v: {'encoding': 'yuv422'}),
+                 _bad_depth(lambda v: {'encoding': 'rgb8'})],
+    'size': [_bad_color(lambda v: {'step': v['step'] - 1}),
+             _bad_color(lambda v: {'data': v['data'][:len(v['data']) // 2]}),
+             _bad_depth(lambda v: {'data': v['data'][:-7]})],
+    'nonfinite': [_bad_depth(lambda v: {}, depth=NAN_DEPTH),
+                  _bad_depth(lambda v: {}, depth=INF_DEPTH)],
+    'camera_info': [_bad_info],
+    'future_stamp': [_shifted_set(10_000_000_000)],
+    'out_of_order': [_shifted_set(-2_000_000_000)],
+    'joint_names': [_bad_joints],
+}
+CLOUD_CASES = {
+    'empty_cloud': [_bad_cloud(lambda v: {'height': 1, 'width': 0, 'row_step': 0,
+                                          'data': v['data'][:0]})],
+    'missing_field': [_bad_cloud(lambda v: {'fields': v['fields'][:2]})],
+    'size': [_bad_cloud(lambda v: {'data': v['data'][:-16]})],
+    'nonfinite': [_bad_cloud(lambda v: {'data': np.full(len(v['data']) // 4, np.nan,
+                                                        np.float32).view(np.uint8)})],
+}
+
+
+def _barrage(setup, cases, rounds=3):
+    """Inject every malformed case between good frames; check counters and outputs."""
+    rig = setup['rig']
+    t0 = time.monotonic()
+    for _ in range(rounds):
+        for makers in cases.values():
+            for make in makers:
+                rig.inject(make)
+                time.sleep(0.1)
+    assert wait_for(lambda: all(int(rig.counters().get(f'rejected.{r}', 0)) >= 1
+                                for r in cases), 10), (rig.counters(), _log_tail(setup))
+    assert setup['proc'].poll() is None, _log_tail(setup)
+    # Publishing goes on, and only ever for good frames.
+    assert wait_for(lambda: len(rig.received_since(t0)) >= 2, 30), _log_tail(setup)
+    with rig.lock:
+        published = {stamp_ns(m.header.stamp) for _, m in rig.trajectories}
+        good = set(rig.frames)
+    assert not published & rig.bad_stamps
+    assert {stamp_ns(m.header.stamp) for m in rig.received_since(t0)} <= good
+    status = rig.status
+    assert status.rejected_messages >= len(cases)
+    counters = rig.counters()
+    assert sum(int(v) for k, v in counters.items() if k.startswith('rejected.')) == int(
+        counters['rejected_messages'])
+    # Each warning names the topic and the reason.
+    text = ''.join(setup['log'])
+    for reason in cases:
+        assert f'dropped ({reason})' in text, reason
+
+
+def test_malformed_messages_are_dropped_and_counted(setup):
+    assert wait_for(lambda: len(setup['rig'].trajectories) >= 1, 90), _log_tail(setup)
+    _barrage(setup, DEPTH_CASES)
+    text = ''.join(setup['log'])
+    assert f"{TOPICS['color']}: dropped (encoding): image.encoding: got 'yuv422'" in text
+    assert f"{TOPICS['camera_info']}: dropped (camera_info)" in text
+
+
+def test_watchdog_stops_and_resumes(setup):
+    rig = setup['rig']
+    from spatialvla_ros_interfaces.msg import PolicyStatus
+    assert wait_for(lambda: len(rig.trajectories) >= 1, 90), _log_tail(setup)
+    rig.streaming = False
+    assert wait_for(lambda: rig.status.state == PolicyStatus.STATE_WAITING_FOR_INPUT, 10)
+    assert TOPICS['color'] in rig.status.last_rejection_reason
+    assert TOPICS['joints'] not in rig.status.last_rejection_reason  # still streaming
+    t_wait = time.monotonic()
+    time.sleep(1.5)
+    assert rig.received_since(t_wait) == []
+    rig.streaming = True
+    t_back = time.monotonic()
+    assert wait_for(lambda: len(rig.received_since(t_back)) >= 1, 30), _log_tail(setup)
+    assert wait_for(lambda: rig.status.state == PolicyStatus.STATE_ACTIVE, 10)
+
+
+def test_lifecycle_reconfigure_to_point_clouds(setup):
+    """Deactivate/cleanup, configure without a checkpoint (fails, node lives), then clouds."""
+    rig, ckpt = setup['rig'], setup['ckpt']
+    from spatialvla_ros_interfaces.msg import PolicyStatus
+    assert rig.transition('deactivate')
+    assert wait_for(lambda: rig.status.state == PolicyStatus.STATE_INACTIVE, 10)
+    t_off = time.monotonic()
+    time.sleep(0.8)
+    assert rig.received_since(t_off + 0.3) == []
+    assert rig.transition('cleanup')
+    rig.set_params(checkpoint_dir='')
+    assert not rig.transition('configure')
+    assert wait_for(lambda: rig.status.state == PolicyStatus.STATE_ERROR, 10)
+    assert 'checkpoint_dir' in rig.status.last_rejection_reason
+    assert setup['proc'].poll() is None
+    rig.mode = 'cloud'
+    rig.set_params(checkpoint_dir=ckpt, cameras__front__depth_topic='',
+                   cameras__front__cloud_topic=TOPICS['cloud'])
+    assert rig.transition('configure'), _log_tail(setup)
+    assert rig.transition('activate')
+    t_on = time.monotonic()
+    assert wait_for(lambda: len(rig.received_since(t_on)) >= 3, 60), _log_tail(setup)
+    with rig.lock:
+        frames = dict(rig.frames)
+    stamps = {stamp_ns(m.header.stamp) for m in rig.received_since(t_on)}
+    assert stamps <= set(frames)
+    assert all('cloud' in frames[s] for s in stamps)
+    _barrage(setup, CLOUD_CASES, rounds=2)
+
+
+def _two_cameras(config):
+    import dataclasses
+    from spatialvla_ros.config import CameraConfig
+    side = CameraConfig(name='side', color_topic=TOPICS['side_color'], depth_topic='',
+                        camera_info_topic=TOPICS['side_camera_info'],
+                        cloud_topic=TOPICS['side_cloud'], base_from_camera_xyz=(0.3, 1.0, 0.8),
+                        base_from_camera_quat=(0.0, 0.0, 0.7071068, 0.7071068))
+    cameras = (config.data.cameras[0], side)
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, cameras=cameras))
+
+
+def test_two_cameras_depth_and_cloud(setup, tmp_path_factory):
+    """A two-camera checkpoint served by the same process; one dead camera is named."""
+    rig = setup['rig']
+    from spatialvla_ros_interfaces.msg import PolicyStatus
+    ckpt = cached_checkpoint(tmp_path_factory, key='two_cameras', edit_config=_two_cameras)
+    rig.transition('deactivate')
+    assert rig.transition('cleanup')
+    rig.mode = 'multi'
+    rig.set_params(checkpoint_dir=ckpt, cameras__front__depth_topic=TOPICS['depth'],
+                   cameras__front__cloud_topic='')
+    assert rig.transition('configure'), _log_tail(setup)
+    assert rig.transition('activate')
+    t_on = time.monotonic()
+    assert wait_for(lambda: len(rig.received_since(t_on)) >= 2, 60), _log_tail(setup)
+    with rig.lock:
+        frames = dict(rig.frames)
+    stamps = {stamp_ns(m.header.stamp) for m in rig.received_since(t_on)}
+    assert stamps <= set(frames)
+    assert all('side_cloud' in frames[s] for s in stamps)
+    rig.muted = {'side_cloud'}
+    assert wait_for(lambda: rig.status.state == PolicyStatus.STATE_WAITING_FOR_INPUT, 10)
+    assert TOPICS['side_cloud'] in rig.status.last_rejection_reason
+    assert TOPICS['depth'] not in rig.status.last_rejection_reason
+    rig.muted = set()
+    assert wait_for(lambda: rig.status.state == PolicyStatus.STATE_ACTIVE, 10)
+
+
+# ---------------------------------------------------------------- ROS-free runtime pieces
+
+def test_latest_wins_worker_runs_the_newest_job_and_counts_drops():
+    from spatialvla_ros.policies.runtime import LatestWinsWorker
+    gate, started, seen, starts = threading.Event(), threading.Event(), [], []
+
+    def run(job):
+        seen.append(job)
+        starts.append(time.monotonic())
+        if job == 'a':
+            started.set()
+            gate.wait(10)
+
+    worker = LatestWinsWorker(run)
+    worker.start()
+    worker.submit('a')
+    assert started.wait(10)
+    assert [worker.submit(j) for j in 'bcd'] == [False, True, True]  # b, c replaced: dropped
+    assert worker.dropped == 2 and worker.busy
+    gate.set()
+    assert wait_for(lambda: worker.processed == 2, 10)
+    assert seen == ['a', 'd']  # never queued, never run out of order
+    worker.min_period_s = 0.2  # rate cap: the next job starts >= 0.2 s after the previous
+    worker.submit('e')
+    assert wait_for(lambda: worker.processed == 3, 10)
+    worker.submit('f')
+    assert wait_for(lambda: worker.processed == 4, 10)
+    assert starts[-1] - starts[-2] >= 0.2
+    assert worker.stop()
+    assert worker.submit('g') is False and seen[-1] == 'f'
+
+
+def test_worker_survives_a_failing_job():
+    from spatialvla_ros.policies.runtime import LatestWinsWorker
+    errors, seen = [], []
+    worker = LatestWinsWorker(lambda j: seen.append(j) if j else 1 / 0, on_error=errors.append)
+    worker.start()
+    worker.submit(0)
+    assert wait_for(lambda: worker.processed == 1, 10)
+    worker.submit(1)
+    assert wait_for(lambda: worker.processed == 2, 10)
+    worker.stop()
+    assert seen == [1] and isinstance(errors[0], ZeroDivisionError)
+
+
+def test_watchdog_rejections_and_stamps_with_a_fake_clock():
+    from spatialvla_ros.policies import runtime
+    now = [100.0]
+    watchdog = runtime.InputWatchdog(0.5, clock=lambda: now[0])
+    watchdog.reset(['/a', '/b'])
+    assert watchdog.reason().startswith('waiting for input: no message yet on /a; no message '
+                                        'yet on /b')
+    watchdog.feed('/a')
+    watchdog.feed('/b')
+    assert watchdog.reason() == '' and watchdog.stale() == []
+    now[0] += 0.75
+    watchdog.feed('/b')
+    assert [name for name, _ in watchdog.stale()] == ['/a']
+    assert 'no message on /a for 0.75 s (timeout 0.50 s)' in watchdog.reason()
+
+    log = runtime.RejectionLog(throttle_s=1.0, clock=lambda: now[0])
+    assert log.record('/a', 'size', 'x')[1] is True
+    assert log.record('/a', 'size', 'y')[1] is False      # throttled per topic and reason
+    assert log.record('/b', 'size', 'z')[1] is True
+    assert log.record('/a', 'encoding', 'w')[1] is True
+    now[0] += 1.5
+    assert log.record('/a', 'size', 'v')[1] is True
+    total, by_reason, last = log.snapshot()
+    assert total == 5 and by_reason['size'] == 4 and by_reason['encoding'] == 1
+    assert last == '/a: dropped (size): v'
+
+    stamps = runtime.StampChecker(future_tolerance_s=0.1)
+    t = 1_000 * 10 ** 9
+    stamps.check('/a', t, now_ns=t)
+    stamps.commit('/a', t)
+    stamps.check('/a', t, now_ns=t)  # a repeated stamp is left to the synchroniser
+    for stamp, reason in ((t - 1, 'out_of_order'), (t + 2 * 10 ** 8, 'future_stamp'),
+                          (0, 'invalid')):
+        with pytest.raises(runtime.Rejection) as info:
+            stamps.check('/a', stamp, now_ns=t)
+        assert info.value.reason == reason
+    stamps.check('/b', t - 1, now_ns=t)  # order is per topic
+
+    good = np.zeros((10, 8))
+    assert runtime.check_chunk(good, 10, 8).shape == (10, 8)
+    bad = good.copy()
+    bad[3, 2] = np.nan
+    for chunk, reason in ((bad, 'nonfinite'), (good[:9], 'invalid')):
+        with pytest.raises(runtime.Rejection) as info:
+            runtime.check_chunk(chunk, 10, 8)
+        assert info.value.reason == reason
+
+
+def test_parameter_overrides_and_missing_checkpoint():
+    from spatialvla_ros.config import ConfigError
+    from spatialvla_ros.config import load_config
+    from spatialvla_ros.policies.node_parameters import data_config_with_overrides
+    from spatialvla_ros.policies.runtime import load_policy
+    data = load_config(os.path.join(REPO, 'config', 'late_gemma.yaml')).data
+    cloud = data_config_with_overrides(
+        data, {'front': {'depth_topic': '', 'cloud_topic': '/pts',
+                         'base_from_camera_xyz': [1, 2, 3]}}, state_topic='/js')
+    cam = cloud.cameras[0]
+    assert (cam.depth_topic, cam.cloud_topic, cam.base_from_camera_xyz) == ('', '/pts',
+                                                                            (1.0, 2.0, 3.0))
+    assert cloud.state_topic == '/js' and cloud.instruction_topic == data.instruction_topic
+    with pytest.raises(ConfigError, match='depth_topic'):
+        data_config_with_overrides(data, {'front': {'depth_topic': ''}})
+    with pytest.raises(ValueError, match="'checkpoint_dir' is empty"):
+        load_policy('')
+    from spatialvla_ros.policies.node_parameters import check_choices
+    check_choices({'dtype': 'bfloat16', 'qos_reliability': 'reliable'})
+    with pytest.raises(ValueError, match="parameter 'dtype': got 'float64'"):
+        check_choices({'dtype': 'float64'})
+
+
+def test_help_answers_without_ros():
+    for module, word in (('spatialvla_ros.nodes.policy_node', 'input_timeout_s'),
+                         ('spatialvla_ros.tools.policy_launch', '--autostart')):
+        out = subprocess.run([sys.executable, '-m', module, '--help'], capture_output=True,
+                             text=True, timeout=60, env=dict(os.environ, ROS_DOMAIN_ID='231'))
+        assert out.returncode == 0, out.stderr
+        assert 'usage:' in out.stdout and word in out.stdout
+
+
+def test_launch_file_declares_the_plain_commands_options():
+    from spatialvla_ros.tools.policy_launch import build_parser
+    with open(os.path.join(REPO, 'launch', 'policy.launch.py'), encoding='utf-8') as f:
+        tree = ast.parse(f.read())
+    declared = {node.args[0].value for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, 'id', getattr(
+                    node.func, 'attr', '')) == 'DeclareLaunchArgument'}
+    options = {a.dest for a in build_parser()._actions if a.dest != 'help'}
+    assert declared == options
+    with open(os.path.join(REPO, 'config', 'params', 'policy_node.yaml'), encoding='utf-8') as f:
+        params = yaml.safe_load(f)['policy_node']['ros__parameters']
+    from spatialvla_ros.policies.node_parameters import NODE_PARAMETERS
+    assert set(params) == {p.name for p in NODE_PARAMETERS}
