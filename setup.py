@@ -43,6 +43,8 @@ setup(
             'spatialvla_check_config = spatialvla_ros.config:main',
             'policy_node = spatialvla_ros.nodes.policy_node:main',
             'policy_launch = spatialvla_ros.tools.policy_launch:main',
+            'sim_node = spatialvla_ros.nodes.sim_node:main',
+            'generate_demos = spatialvla_ros.tools.generate_demos:main',
         ],
     },
 )

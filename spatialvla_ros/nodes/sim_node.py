@@ -1,0 +1,311 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""ROS 2 node around the PyBullet Panda workcell, with seeded task episodes.
+
+It acts as an RGB-D camera driver plus a joint trajectory controller.
+Thin by design: the episode logic lives in spatialvla_ros.sim.episode and every message is the
+CDR payload that the offline demo generator writes into its bags (published as raw bytes), so
+live topics and recorded bags cannot drift apart.
+"""
+
+import importlib
+import json
+import sys
+
+from rcl_interfaces.msg import FloatingPointRange
+from rcl_interfaces.msg import IntegerRange
+from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import SetParametersResult
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy
+from rclpy.qos import QoSProfile
+from rclpy.qos import ReliabilityPolicy
+from spatialvla_ros.sim import messages as sim_msgs
+from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
+from spatialvla_ros.sim.constants import DEFAULT_CAMERA_XYZ
+from spatialvla_ros.sim.constants import TASKS
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+NS = 1_000_000_000
+_TOPICS = sim_msgs.SimTopics()
+# name -> (default, description, read_only); ranges are added in _declare.
+PARAMETERS = {
+    'task': ('reach', f'task of the next reset, one of {", ".join(TASKS)}', False),
+    'seed': (0, 'seed of the next reset (layout + task instance)', False),
+    'max_steps': (0, 'episode length limit in control ticks (0 = the task default)', False),
+    'auto_reset': (False, 'after an episode ends, reset with seed + 1 (and update `seed`)',
+                   False),
+    'autostart': (True, 'start the first episode at launch; false: wait for ~/reset (e.g. until '
+                        'the subscribers are connected)', True),
+    'expert': (False, 'run the scripted expert in the node: it publishes its trajectories on '
+                      'expert_topic and executes them (commands on command_topic are ignored)',
+               False),
+    'rate_hz': (10.0, 'control tick rate: physics advance, joint states [Hz]', True),
+    'camera_rate_hz': (10.0, 'camera rate [Hz]; rate_hz must be a multiple of it', True),
+    'physics_hz': (240, 'physics steps per second; a multiple of rate_hz', True),
+    'image_width': (128, 'camera image width [px]', True),
+    'image_height': (128, 'camera image height [px]', True),
+    'camera_fov_deg': (60.0, 'vertical field of view [deg] (square pixels)', True),
+    'camera_near': (0.05, 'near clipping plane [m]', True),
+    'camera_far': (4.0, 'far clipping plane [m]; beyond it depth is NaN', True),
+    'camera_xyz': (list(DEFAULT_CAMERA_XYZ), 'base_from_camera translation of the optical frame '
+                   '[m] (published on camera_pose_topic; match data.cameras[].'
+                   'base_from_camera_xyz)', True),
+    'camera_quat': (list(DEFAULT_CAMERA_QUAT), 'base_from_camera rotation of the optical frame '
+                    '(x, y, z, w; z forward, x right, y down)', True),
+    'renderer': ('tiny', "'tiny' (TinyRenderer) or 'egl' (EGL plugin; falls back to tiny when "
+                         'it cannot be loaded)', True),
+    'max_lag_s': (0.5, 'if simulated time falls this far behind the node clock, it jumps '
+                       'forward (stamps stay monotonic)', True),
+    'color_topic': (_TOPICS.color, 'sensor_msgs/Image rgb8', True),
+    'depth_topic': (_TOPICS.depth, 'sensor_msgs/Image 32FC1 metric depth aligned to colour',
+                    True),
+    'camera_info_topic': (_TOPICS.camera_info, 'sensor_msgs/CameraInfo of both images', True),
+    'cloud_topic': (_TOPICS.cloud, "sensor_msgs/PointCloud2 xyz+rgb, optical frame ('' = off)",
+                    True),
+    'joint_states_topic': (_TOPICS.joint_states, 'sensor_msgs/JointState', True),
+    'instruction_topic': (_TOPICS.instruction, 'std_msgs/String, latched, set at reset', True),
+    'outcome_topic': (_TOPICS.outcome, 'std_msgs/String JSON {task, seed, success, steps, '
+                                       'instruction} when an episode ends', True),
+    'camera_pose_topic': (_TOPICS.camera_pose, 'geometry_msgs/TransformStamped base_from_camera,'
+                                               ' latched', True),
+    'expert_topic': (_TOPICS.expert, 'trajectory_msgs/JointTrajectory of the expert', True),
+    'command_topic': (_TOPICS.command, 'trajectory_msgs/JointTrajectory to execute', True),
+    'base_frame': (_TOPICS.base_frame, 'robot base frame id', True),
+    'camera_frame': (_TOPICS.camera_frame, 'camera optical frame id', True),
+}
+USAGE = """usage: sim_node [--ros-args -p NAME:=VALUE ... | --params-file FILE]
+
+PyBullet Franka Panda simulator behind ROS 2 topics (RGB-D camera, joint states, trajectory
+execution) with seeded language-conditioned task episodes.
+
+Services: ~/reset (std_srvs/Trigger): new episode with the current `task` and `seed`
+          parameters; ~/success (std_srvs/Trigger): success of the running episode (message:
+          JSON outcome).
+
+Parameters:
+""" + '\n'.join(f'  {name} (default {default!r}): {text}'
+                for name, (default, text, _) in PARAMETERS.items())
+
+
+def _msg_class(msgtype):
+    package, _, name = msgtype.split('/')
+    return getattr(importlib.import_module(f'{package}.msg'), name)
+
+
+class SimNode(Node):
+    """Publishes the simulated camera and robot; executes incoming joint trajectories."""
+
+    def __init__(self):
+        # pybullet is imported here, not at module load, so `--help` stays quiet and fast.
+        from spatialvla_ros.sim.camera import CameraSpec
+        from spatialvla_ros.sim.expert import PandaIK
+        from spatialvla_ros.sim.panda_env import PandaEnv
+        super().__init__('sim_node')
+        self._declare()
+        get = self._param
+        self.topics = sim_msgs.SimTopics(
+            color=get('color_topic'), depth=get('depth_topic'),
+            camera_info=get('camera_info_topic'), cloud=get('cloud_topic'),
+            joint_states=get('joint_states_topic'), instruction=get('instruction_topic'),
+            outcome=get('outcome_topic'), camera_pose=get('camera_pose_topic'),
+            expert=get('expert_topic'), command=get('command_topic'),
+            base_frame=get('base_frame'), camera_frame=get('camera_frame'))
+        spec = CameraSpec(width=get('image_width'), height=get('image_height'),
+                          fov_deg=get('camera_fov_deg'), near=get('camera_near'),
+                          far=get('camera_far'), xyz=tuple(get('camera_xyz')),
+                          quat=tuple(get('camera_quat')), renderer=get('renderer')).validate()
+        rate, camera_rate = get('rate_hz'), get('camera_rate_hz')
+        self._camera_every = int(round(rate / camera_rate))
+        if self._camera_every < 1 or abs(rate / camera_rate - self._camera_every) > 1e-6:
+            raise ValueError(f'camera_rate_hz: got {camera_rate}, expected rate_hz={rate} '
+                             'divided by a whole number')
+        self.env = PandaEnv(spec, physics_hz=get('physics_hz'))
+        self.env.substeps(1.0 / rate)              # validates rate vs physics_hz
+        if spec.renderer == 'egl' and self.env.camera.backend != 'egl':
+            self.get_logger().warning('EGL renderer not loadable; using TinyRenderer')
+        self.ik = PandaIK()
+        self._rate = rate
+        self._max_lag_ns = int(get('max_lag_s') * NS)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self._pubs = {}
+        for topic, msgtype, qos in sim_msgs.topic_table(self.topics):
+            self._pubs[topic] = self.create_publisher(
+                _msg_class(msgtype), topic, latched if qos == sim_msgs.LATCHED else stream)
+        self.create_subscription(JointTrajectory, self.topics.command, self._on_command, 10)
+        self.create_service(Trigger, '~/reset', self._on_reset)
+        self.create_service(Trigger, '~/success', self._on_success)
+        self.add_on_set_parameters_callback(self._check_params)
+        self.episode = None
+        self._tick = 0
+        if get('autostart'):
+            self._reset()
+        self.create_timer(1.0 / rate, self._on_timer)
+        self.get_logger().info(
+            f'sim_node: {spec.width}x{spec.height} camera ({self.env.camera.backend}), '
+            f'{rate} Hz' + ('' if self.episode is None else
+                            f', task {self.episode.task.name!r}: '
+                            f'"{self.episode.task.instruction}"'))
+
+    # --- parameters --------------------------------------------------------------------------
+    def _declare(self):
+        for name, (default, text, read_only) in PARAMETERS.items():
+            desc = ParameterDescriptor(description=text, read_only=read_only)
+            if name in ('rate_hz', 'camera_rate_hz'):
+                desc.floating_point_range = [FloatingPointRange(from_value=0.5, to_value=100.0)]
+            elif name in ('image_width', 'image_height'):
+                desc.integer_range = [IntegerRange(from_value=8, to_value=2048, step=1)]
+            self.declare_parameter(name, default, desc)
+
+    def _param(self, name):
+        return self.get_parameter(name).value
+
+    def _check_params(self, params):
+        for param in params:
+            if param.name == 'task' and param.value not in TASKS:
+                return SetParametersResult(successful=False,
+                                           reason=f'task: got {param.value!r}, expected one '
+                                                  f'of {TASKS}')
+        return SetParametersResult(successful=True)
+
+    # --- episodes ----------------------------------------------------------------------------
+    def _reset(self):
+        if self.episode is not None:
+            self.episode.close()
+        now = self.get_clock().now().nanoseconds
+        from spatialvla_ros.sim.episode import SimEpisode
+        self.episode = SimEpisode(self.env, self._param('task'), self._param('seed'),
+                                  max(now, 1), self._rate, self.topics,
+                                  expert=self._param('expert'), ik=self.ik,
+                                  max_steps=self._param('max_steps'))
+        self._tick = 0
+        self._publish(self.episode.start_messages())
+        self._publish(self.episode.observe(camera=True))
+
+    def _publish(self, messages):
+        for message in messages:
+            self._pubs[message.topic].publish(message.serialize())
+
+    def _on_timer(self):
+        ep, env = self.episode, self.env
+        if ep is None:
+            return
+        if ep.expert is not None and not ep.done:
+            self._publish([ep.expert_command()])
+        ended = ep.advance()
+        self._tick += 1
+        if ended:
+            self._publish([ep.outcome_message()])
+            self.get_logger().info(f'episode ended: success={ep.success} steps={ep.steps}')
+            if self._param('auto_reset'):
+                self.set_parameters([Parameter('seed', value=ep.seed + 1)])
+                self._reset()
+                return
+        lag = self.get_clock().now().nanoseconds - env.time_ns
+        if lag > self._max_lag_ns:
+            self.get_logger().warning(f'simulation {lag / NS:.2f} s behind the clock; '
+                                      'skipping ahead', throttle_duration_sec=5.0)
+            env.skip_time(lag)
+        self._publish(ep.observe(camera=self._tick % self._camera_every == 0))
+
+    def _on_command(self, msg):
+        ep = self.episode
+        if ep is None:
+            self.get_logger().warning(f'{self.topics.command}: ignored before the first '
+                                      '~/reset (autostart is false)', throttle_duration_sec=5.0)
+            return
+        if ep.expert is not None:
+            self.get_logger().warning(f'{self.topics.command}: ignored while expert=true',
+                                      throttle_duration_sec=5.0)
+            return
+        try:
+            if not msg.points:
+                raise ValueError('points: got an empty trajectory, expected at least one point')
+            width = len(msg.joint_names)
+            if any(len(pt.positions) != width for pt in msg.points):
+                raise ValueError(f'points[].positions: expected {width} values (one per '
+                                 'joint_names entry) in every point')
+            offsets = [pt.time_from_start.sec * NS + pt.time_from_start.nanosec
+                       for pt in msg.points]
+            positions = [list(pt.positions) for pt in msg.points]
+            stamp = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+            dropped = ep.apply_trajectory(msg.joint_names, stamp, offsets, positions)
+        except ValueError as exc:
+            self.get_logger().error(f'{self.topics.command}: trajectory rejected: {exc}',
+                                    throttle_duration_sec=1.0)
+            return
+        if dropped:
+            self.get_logger().warning(f'{self.topics.command}: {dropped} point(s) already in '
+                                      'the past were skipped', throttle_duration_sec=5.0)
+
+    def _on_reset(self, request, response):
+        try:
+            self._reset()
+        except (ValueError, RuntimeError) as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        task = self.episode.task
+        response.success = True
+        response.message = json.dumps({'task': task.name, 'seed': self.episode.seed,
+                                       'instruction': task.instruction})
+        return response
+
+    def _on_success(self, request, response):
+        ep = self.episode
+        if ep is None:
+            response.success, response.message = False, 'no episode yet: call ~/reset'
+            return response
+        response.success = bool(ep.success or ep.checker())
+        response.message = json.dumps({'task': ep.task.name, 'seed': ep.seed,
+                                       'success': response.success, 'steps': ep.steps,
+                                       'done': ep.done, 'instruction': ep.task.instruction})
+        return response
+
+    def destroy_node(self):
+        if self.episode is not None:
+            self.episode.close()
+        self.ik.close()
+        self.env.close()
+        super().destroy_node()
+
+
+def main(args=None):
+    argv = sys.argv[1:] if args is None else list(args)
+    user = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
+    if '-h' in user or '--help' in user:
+        print(USAGE)
+        return 0
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

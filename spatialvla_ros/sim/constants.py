@@ -1,0 +1,24 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""Simulator constants needed without pybullet (node --help, configs, parameter files)."""
+
+TASKS = ('reach', 'push', 'pick_place')
+
+# Default camera: in front of the robot, above the table, looking back at the workspace, so the
+# arm and every object are in view. It is look_at((0.9, 0, 0.85), (0.45, 0, 0.12)) rounded to
+# 6 digits, the values in config/*.yaml data.cameras[0] (policy and simulator agree exactly).
+DEFAULT_CAMERA_XYZ = (0.9, 0.0, 0.85)
+DEFAULT_CAMERA_QUAT = (-0.680305, -0.680305, 0.192836, 0.192836)

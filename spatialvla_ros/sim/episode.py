@@ -1,0 +1,152 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""One episode of the simulator, as both the live node and the offline generator run it.
+
+A control tick at time t (every 1 / rate_hz seconds of simulated time):
+  1. `observe()`: camera images, camera info, cloud and joint state, all stamped t;
+  2. the command for the tick: the expert's trajectory (first point = target at t + dt) or
+     whatever arrived on the command topic, replacing the rest of the previous trajectory;
+  3. `advance()`: physics to t + dt under interpolated position control, then the success
+     check. The episode ends at the first success or after the task's max_steps ticks, and its
+     outcome is stamped with the time it ended.
+"""
+
+import numpy as np
+
+from spatialvla_ros.sim import messages as sim_msgs
+from spatialvla_ros.sim.expert import ScriptedExpert
+from spatialvla_ros.sim.panda_env import ACTION_NAMES
+from spatialvla_ros.sim.panda_env import STATE_NAMES
+from spatialvla_ros.sim.tasks import sample_episode
+from spatialvla_ros.sim.tasks import SuccessChecker
+
+NS = 1_000_000_000
+
+
+class SimEpisode:
+    """Drives a `PandaEnv` through one seeded task episode and builds its messages."""
+
+    def __init__(self, env, task_name, seed, t0_ns, rate_hz=10.0, topics=None, expert=False,
+                 ik=None, max_steps=0):
+        if t0_ns <= 0:
+            raise ValueError(f't0_ns: got {t0_ns}, expected > 0 (stamp 0 means "now" in ROS)')
+        self.env = env
+        self.topics = topics or sim_msgs.SimTopics()
+        self.seed = int(seed)
+        self.layout, self.task = sample_episode(task_name, self.seed)
+        self.max_steps = int(max_steps) if max_steps > 0 else self.task.max_steps
+        self.dt = 1.0 / float(rate_hz)
+        self.dt_ns = int(round(self.dt * NS))
+        self.substeps = env.substeps(self.dt)
+        env.reset(self.layout, t0_ns)
+        self.checker = SuccessChecker(self.task, env)
+        self.expert = ScriptedExpert(self.task, env, self.dt, ik=ik) if expert else None
+        self.steps = 0
+        self.success = False
+        self.done = False
+
+    # --- messages ----------------------------------------------------------------------------
+    def start_messages(self):
+        """Latched messages of the episode: the instruction and the camera pose."""
+        out = [sim_msgs.string_message(self.topics.instruction, self.task.instruction,
+                                       sim_msgs.LATCHED)]
+        if self.env.camera is not None:
+            out.append(sim_msgs.camera_pose_message(self.topics, self.env.time_ns,
+                                                    self.env.camera.spec))
+        return out
+
+    def observe(self, camera=True):
+        """Messages of the current tick (camera ones only with camera=True), one stamp."""
+        stamp = self.env.time_ns
+        out = []
+        if camera and self.env.camera is not None:
+            rgb, depth, _ = self.env.render()
+            out += sim_msgs.camera_messages(self.topics, stamp, rgb, depth,
+                                            self.env.camera.intrinsics())
+        pos, vel, eff = self.env.joint_state()
+        out.append(sim_msgs.joint_state_message(self.topics, stamp, STATE_NAMES, pos, vel, eff))
+        return out
+
+    def outcome_message(self):
+        return sim_msgs.outcome_message(self.topics, self.task, self.seed, self.success,
+                                        self.steps)
+
+    # --- commands ----------------------------------------------------------------------------
+    def expert_command(self):
+        """Return the expert's trajectory for this tick (already applied to the robot)."""
+        target = self.expert.act()
+        stamp = self.env.time_ns
+        self.env.executor.set_trajectory(ACTION_NAMES, stamp, [self.dt_ns], target[None], stamp)
+        return sim_msgs.trajectory_message(self.topics.expert, stamp, ACTION_NAMES, target[None],
+                                           [self.dt_ns])
+
+    def apply_trajectory(self, joint_names, stamp_ns, offsets_ns, positions):
+        """Execute an incoming JointTrajectory; stamp 0 means "now". Returns dropped points.
+
+        panda_finger_joint2 mirrors panda_finger_joint1 and is ignored when both are given.
+        """
+        names = list(joint_names)
+        positions = np.asarray(positions, dtype=np.float64).reshape(len(offsets_ns), len(names))
+        if 'panda_finger_joint2' in names:
+            col = names.index('panda_finger_joint2')
+            if 'panda_finger_joint1' not in names:
+                names[col] = 'panda_finger_joint1'
+            else:
+                names.pop(col)
+                positions = np.delete(positions, col, axis=1)
+        now = self.env.time_ns
+        start = now if stamp_ns == 0 else int(stamp_ns)
+        return self.env.executor.set_trajectory(names, start, offsets_ns, positions, now)
+
+    # --- time --------------------------------------------------------------------------------
+    def advance(self):
+        """Physics for one control period, then the success check; True when the episode ends."""
+        self.env.step(self.substeps)
+        self.steps += 1
+        if not self.done:
+            self.success = self.checker()
+            self.done = self.success or self.steps >= self.max_steps
+            return self.done
+        return False
+
+    def close(self):
+        if self.expert is not None:
+            self.expert.close()
+
+
+def run_episode(env, task_name, seed, t0_ns, rate_hz=10.0, topics=None, ik=None, sink=None,
+                camera=True, max_steps=0):
+    """Run one expert episode; `sink(log_time_ns, messages)` receives each tick's messages.
+
+    Returns (task, success, steps). Without a sink (benchmarks) nothing is rendered.
+    """
+    episode = SimEpisode(env, task_name, seed, t0_ns, rate_hz, topics, expert=True, ik=ik,
+                         max_steps=max_steps)
+    render = camera and sink is not None
+    try:
+        if sink is not None:
+            sink(env.time_ns, episode.start_messages())
+        while True:
+            tick = episode.observe(render) if sink is not None else []
+            command = episode.expert_command()
+            if sink is not None:
+                sink(env.time_ns, tick + [command])
+            if episode.advance():
+                break
+        if sink is not None:
+            sink(env.time_ns, [episode.outcome_message()])
+        return episode.task, episode.success, episode.steps
+    finally:
+        episode.close()

@@ -1,0 +1,162 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The simulator's ROS messages, built once as rosbags (Kilted) messages and CDR bytes.
+
+The sim node publishes exactly these serialised bytes (rclpy `publish(bytes)`), and the demo
+generator writes the same bytes into its bags, so a bag recorded offline and a live run carry
+identical topics, types and stamps. Topics and frames are configurable through `SimTopics`.
+"""
+
+from dataclasses import dataclass
+import json
+from typing import NamedTuple
+
+import numpy as np
+from rosbags.typesys import get_typestore
+from rosbags.typesys import Stores
+
+from spatialvla_ros.perception.conversions import camera_info_fields
+from spatialvla_ros.perception.conversions import depth_to_image_fields
+from spatialvla_ros.perception.conversions import header_fields
+from spatialvla_ros.perception.conversions import pointcloud2_fields_xyzrgb
+from spatialvla_ros.perception.conversions import rgb_to_image_fields
+from spatialvla_ros.perception.messages import make_message
+
+IMAGE = 'sensor_msgs/msg/Image'
+CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
+POINT_CLOUD = 'sensor_msgs/msg/PointCloud2'
+JOINT_STATE = 'sensor_msgs/msg/JointState'
+TRAJECTORY = 'trajectory_msgs/msg/JointTrajectory'
+TRANSFORM = 'geometry_msgs/msg/TransformStamped'
+STRING = 'std_msgs/msg/String'
+LATCHED = 'latched'        # QoS class: reliable + transient local, depth 1
+STREAM = 'stream'          # QoS class: reliable, volatile, keep last 10
+
+_TYPESTORE = None
+
+
+def typestore():
+    """Return rosbags' ROS 2 Kilted types, the message definitions of the rclpy wheels."""
+    global _TYPESTORE
+    if _TYPESTORE is None:
+        _TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+    return _TYPESTORE
+
+
+@dataclass(frozen=True)
+class SimTopics:
+    color: str = '/camera/color/image_raw'
+    depth: str = '/camera/depth/image_raw'
+    camera_info: str = '/camera/color/camera_info'
+    cloud: str = '/camera/depth/points'            # '' = do not publish the cloud
+    joint_states: str = '/joint_states'
+    instruction: str = '/spatialvla/instruction'
+    outcome: str = '/spatialvla/episode_outcome'
+    camera_pose: str = '/spatialvla/camera_pose'   # base_from_camera, TransformStamped, latched
+    expert: str = '/spatialvla/expert_trajectory'
+    command: str = '/joint_trajectory'             # subscribed: trajectories to execute
+    base_frame: str = 'panda_link0'
+    camera_frame: str = 'camera_color_optical_frame'
+
+
+class Message(NamedTuple):
+    topic: str
+    msgtype: str
+    msg: object           # rosbags message instance
+    qos: str              # LATCHED or STREAM
+
+    def serialize(self):
+        """CDR bytes with the encapsulation header, as rclpy and rosbag2 store them."""
+        return bytes(typestore().serialize_cdr(self.msg, self.msgtype))
+
+
+# Topics of one episode in a fixed order, with their types and QoS class (the bag's schema).
+def topic_table(topics):
+    table = [(topics.instruction, STRING, LATCHED), (topics.camera_pose, TRANSFORM, LATCHED),
+             (topics.color, IMAGE, STREAM), (topics.depth, IMAGE, STREAM),
+             (topics.camera_info, CAMERA_INFO, STREAM)]
+    if topics.cloud:
+        table.append((topics.cloud, POINT_CLOUD, STREAM))
+    table += [(topics.joint_states, JOINT_STATE, STREAM), (topics.expert, TRAJECTORY, STREAM),
+              (topics.outcome, STRING, STREAM)]
+    return table
+
+
+def _make(msgtype, values):
+    return make_message(typestore().types[msgtype], values)
+
+
+def string_message(topic, text, qos=STREAM):
+    return Message(topic, STRING, _make(STRING, {'data': text}), qos)
+
+
+def outcome_message(topics, task, seed, success, steps):
+    text = json.dumps({'task': task.name, 'seed': int(seed), 'success': bool(success),
+                       'steps': int(steps), 'instruction': task.instruction})
+    return string_message(topics.outcome, text)
+
+
+def camera_pose_message(topics, stamp_ns, spec):
+    values = {'header': header_fields(stamp_ns, topics.base_frame),
+              'child_frame_id': topics.camera_frame,
+              'transform': {'translation': dict(zip('xyz', map(float, spec.xyz))),
+                            'rotation': dict(zip('xyzw', map(float, spec.quat)))}}
+    return Message(topics.camera_pose, TRANSFORM, _make(TRANSFORM, values), LATCHED)
+
+
+def camera_messages(topics, stamp_ns, rgb, depth, intrinsics):
+    """Colour, aligned metric depth, camera info and (optionally) the organised cloud.
+
+    All share one stamp and the optical frame: the depth is rendered by the colour camera
+    (like an RGB-D driver's aligned depth), so one CameraInfo serves both images. The cloud is
+    organised (H x W, row-major like the images), xyz in the optical frame, NaN where the depth
+    is invalid, colour packed PCL-style in float32 `rgb`.
+    """
+    fx, fy, cx, cy = intrinsics
+    frame = topics.camera_frame
+    h, w = depth.shape
+    K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    out = [Message(topics.color, IMAGE, _make(IMAGE, rgb_to_image_fields(
+               rgb, 'rgb8', stamp_ns, frame)), STREAM),
+           Message(topics.depth, IMAGE, _make(IMAGE, depth_to_image_fields(
+               depth, '32FC1', stamp_ns, frame)), STREAM),
+           Message(topics.camera_info, CAMERA_INFO, _make(CAMERA_INFO, camera_info_fields(
+               K, w, h, stamp_ns, frame)), STREAM)]
+    if topics.cloud:
+        v, u = np.mgrid[0:h, 0:w].astype(np.float32)
+        z = depth.astype(np.float32)
+        xyz = np.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], axis=-1)   # (H, W, 3)
+        out.append(Message(topics.cloud, POINT_CLOUD, _make(POINT_CLOUD, pointcloud2_fields_xyzrgb(
+            xyz, rgb, stamp_ns, frame)), STREAM))
+    return out
+
+
+def joint_state_message(topics, stamp_ns, names, position, velocity, effort):
+    values = {'header': header_fields(stamp_ns, ''), 'name': list(names),
+              'position': np.asarray(position, np.float64),
+              'velocity': np.asarray(velocity, np.float64),
+              'effort': np.asarray(effort, np.float64)}
+    return Message(topics.joint_states, JOINT_STATE, _make(JOINT_STATE, values), STREAM)
+
+
+def trajectory_message(topic, stamp_ns, names, positions, offsets_ns):
+    """JointTrajectory: positions (N, n) reached offsets_ns (N,) after the header stamp."""
+    points = []
+    for q, off in zip(np.asarray(positions, np.float64), offsets_ns):
+        sec, nanosec = divmod(int(off), 1_000_000_000)
+        points.append({'positions': q, 'time_from_start': {'sec': sec, 'nanosec': nanosec}})
+    values = {'header': header_fields(stamp_ns, ''), 'joint_names': list(names),
+              'points': points}
+    return Message(topic, TRAJECTORY, _make(TRAJECTORY, values), STREAM)
