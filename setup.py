@@ -45,6 +45,8 @@ setup(
             'policy_launch = spatialvla_ros.tools.policy_launch:main',
             'sim_node = spatialvla_ros.nodes.sim_node:main',
             'generate_demos = spatialvla_ros.tools.generate_demos:main',
+            'train_node = spatialvla_ros.nodes.train_node:main',
+            'spatialvla_train = spatialvla_ros.tools.train:main',
         ],
     },
 )

@@ -1,0 +1,293 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The training loop, end to end on simulator demonstrations.
+
+Covered: schedule, checkpoints the policy node loads, exact resume after a SIGKILL, atomic
+checkpoints under a kill mid-write, frozen VLM, the CLI and the ROS node.
+
+Data: simulator demonstrations (test_dataset.generate_demos, shared per session).
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+from spatialvla_ros.models.checkpoint import load_checkpoint
+from spatialvla_ros.training import checkpointing
+from spatialvla_ros.training.options import TrainOptions
+from spatialvla_ros.training.progress import read_csv
+from spatialvla_ros.training.schedule import warmup_cosine_factor
+from spatialvla_ros.training.schedule import WarmupCosineSchedule
+from spatialvla_ros.training.trainer import Trainer
+from test_dataset import generate_demos
+import torch
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='session')
+def demos(tmp_path_factory):
+    base = tmp_path_factory.getbasetemp()
+    return {'bags': generate_demos(base), 'cache': str(base / 'episode_cache')}
+
+
+def options(demos, out_dir, plan='late_gemma', **kw):
+    values = {'config': os.path.join(REPO, 'config', f'{plan}.yaml'),
+              'data': tuple(demos['bags']), 'out_dir': str(out_dir), 'strategy': 'single',
+              'device': 'cpu', 'steps': 6, 'batch_size': 4, 'checkpoint_every': 2,
+              'log_every': 1, 'val_every': 100, 'val_max_samples': 4,
+              'cache_dir': demos['cache'], 'progress': False, 'plot': False}
+    values.update(kw)
+    return TrainOptions(**values).validate()
+
+
+def run(opts, on_log=None):
+    trainer = Trainer(opts, on_log=on_log)
+    try:
+        return trainer, trainer.run()
+    finally:
+        trainer.close()
+
+
+def losses(run_dir):
+    return {int(r['step']): float(r['loss']) for r in read_csv(os.path.join(run_dir,
+                                                                            'train_log.csv'))}
+
+
+@pytest.fixture(scope='module')
+def reference(demos, tmp_path_factory):
+    """Train the uninterrupted 6-step reference run (checkpoints every 2 steps)."""
+    out = tmp_path_factory.mktemp('reference')
+    trainer, summary = run(options(demos, out, plot=True))
+    return {'dir': str(out), 'summary': summary, 'losses': losses(out),
+            'weights': {k: v.clone() for k, v in trainer.model.state_dict().items()}}
+
+
+def test_warmup_cosine_schedule_and_json_state():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    opt = torch.optim.AdamW(params, lr=0.5)
+    sched = WarmupCosineSchedule(opt, warmup_steps=4, total_steps=20, min_ratio=0.1)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]['lr'])
+        sched.step()
+    assert lrs[:4] == pytest.approx([0.125, 0.25, 0.375, 0.5])
+    for step in range(4, 20):  # closed form of the cosine from 1 to min_ratio
+        expect = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - 4) / 16))
+        assert lrs[step] == pytest.approx(0.5 * expect)
+    state = json.loads(json.dumps(sched.state_dict()))
+    other = WarmupCosineSchedule(torch.optim.AdamW(params, lr=0.5), 4, 20, 0.1)
+    other.load_state_dict(state)
+    assert other.get_last_lr() == sched.get_last_lr()
+    assert warmup_cosine_factor(0, 0, 10) == 1.0
+
+
+def test_run_writes_policy_checkpoint_log_and_plot(reference):
+    run_dir, summary = reference['dir'], reference['summary']
+    latest = checkpointing.latest_checkpoint(run_dir)
+    assert latest == summary['checkpoint'] and latest.endswith('step_0000006')
+    model, config, stats, tokenizer = load_checkpoint(latest)  # what the policy node does
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, reference['weights'][name], rtol=0, atol=0)
+    assert config.plan == 'late_gemma' and stats.action_dim == 8
+    assert tokenizer('reach the red cube')['input_ids']
+    files = [os.path.join(d, f) for d, _, fs in os.walk(latest) for f in fs]
+    assert not [f for f in files if f.endswith(('.pt', '.pth', '.bin', '.pkl', '.pickle'))]
+    rows = read_csv(os.path.join(run_dir, 'train_log.csv'))
+    assert [int(r['step']) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert rows[-1]['val_mse'] and rows[-1]['baseline_mse'] and rows[0]['lr']
+    assert os.path.getsize(os.path.join(run_dir, 'train_loss.png')) > 1000
+    assert summary['val_mse'] > 0 and len(summary['val_mse_per_step']) == 10
+    assert len(summary['val_mse_per_dim']) == 8
+    with open(os.path.join(run_dir, 'val_metrics.jsonl'), encoding='utf-8') as f:
+        lines = [json.loads(line) for line in f]
+    assert [r['step'] for r in lines] == [6] and lines[0]['val_mse'] == summary['val_mse']
+    assert len(lines[0]['baseline_mse_per_dim']) == 8
+
+
+def test_stop_and_resume_continue_exactly(demos, reference, tmp_path):
+    stop_at = []
+
+    def on_log(info):
+        if info['step'] == 2:
+            trainer.request_stop()
+            stop_at.append(2)
+
+    trainer = Trainer(options(demos, tmp_path), on_log=on_log)
+    summary = trainer.run()
+    trainer.close()
+    assert summary['stopped'] and summary['checkpoint'].endswith('step_0000003')
+    _, summary = run(options(demos, tmp_path, resume=True))
+    assert summary['checkpoint'].endswith('step_0000006')
+    assert losses(tmp_path) == reference['losses']
+
+
+def test_sigkill_then_resume_matches_the_uninterrupted_run(demos, reference, tmp_path):
+    cmd = [sys.executable, '-m', 'spatialvla_ros.tools.train', '--config',
+           os.path.join(REPO, 'config', 'late_gemma.yaml'), '--data', *demos['bags'],
+           '--out-dir', str(tmp_path), '--device', 'cpu', '--steps', '6', '--batch-size', '4',
+           '--checkpoint-every', '2', '--log-every', '1', '--val-every', '100',
+           '--val-max-samples', '4', '--cache-dir', demos['cache'], '--progress', 'false',
+           '--plot', 'false']
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+    pointer = tmp_path / 'checkpoints' / 'latest'
+    deadline = time.monotonic() + 120
+    while not pointer.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = checkpointing.latest_checkpoint(tmp_path)
+    assert killed_at is not None
+    _, summary = run(options(demos, tmp_path, resume=True))
+    assert summary['checkpoint'].endswith('step_0000006')
+    assert losses(tmp_path) == reference['losses']
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from spatialvla_ros.training.options import TrainOptions
+    from spatialvla_ros.training.trainer import Trainer
+    trainer = Trainer(TrainOptions(**__import__('json').loads(sys.argv[1]))).setup()
+    for step in range(1, 100000):
+        trainer.save(step, 0.0)
+""")
+
+
+def _staging(root):
+    return [p.name for p in root.iterdir() if '.staging-' in p.name] if root.exists() else []
+
+
+def test_sigkill_during_checkpoint_write_leaves_latest_loadable(demos, tmp_path):
+    opts = options(demos, tmp_path)
+    payload = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.__dict__.items()}
+    proc = subprocess.Popen([sys.executable, '-c', WRITER, json.dumps(payload)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+    root = tmp_path / 'checkpoints'
+    deadline = time.monotonic() + 120
+    try:
+        while not (root / 'latest').exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Freeze the writer while a checkpoint is half written (staging directory present),
+        # then kill it there; if the write finished in between, let it go on and retry.
+        while time.monotonic() < deadline:
+            if not _staging(root):
+                time.sleep(0.0005)
+                continue
+            proc.send_signal(signal.SIGSTOP)
+            if _staging(root):
+                break
+            proc.send_signal(signal.SIGCONT)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    leftovers = _staging(root)
+    assert leftovers, 'the writer was not caught mid-write'
+    latest = checkpointing.latest_checkpoint(tmp_path)
+    model, config, stats, _ = load_checkpoint(latest)
+    assert config.plan == 'late_gemma' and stats.action_dim == 8
+    # The next run removes the half-written staging directory and resumes from `latest`.
+    trainer = Trainer(options(demos, tmp_path, resume=True)).setup()
+    assert trainer.start_step == int(os.path.basename(latest).split('_')[1])
+    assert not _staging(root)
+    trainer.close()
+
+
+def test_expert_only_training_keeps_the_vlm_frozen(demos, tmp_path):
+    torch.manual_seed(0)
+    init = Trainer(options(demos, tmp_path / 'a', plan='late_llama', trainable='expert_only',
+                           steps=2)).setup()
+    before = {k: v.clone() for k, v in init.model.state_dict().items()}
+    init.close()
+    trainer, _ = run(options(demos, tmp_path / 'b', plan='late_llama', trainable='expert_only',
+                             steps=2))
+    after = trainer.model.state_dict()
+    frozen = [k for k in after if k.startswith(('vlm.', 'encoder3d.'))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    moved = [k for k in after if k.startswith('action_head.')]
+    assert any(not torch.equal(before[k], after[k]) for k in moved)
+
+
+def test_help_does_not_import_torch_or_rclpy():
+    code = ('import sys\n'
+            'from spatialvla_ros.tools import train\n'
+            'from spatialvla_ros.nodes import train_node\n'
+            'assert train_node.main(["--help"]) == 0\n'
+            'try:\n    train.main(["--help"])\nexcept SystemExit as e:\n    assert e.code == 0\n'
+            'assert "torch" not in sys.modules and "rclpy" not in sys.modules\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert '--strategy' in out.stdout and 'val_max_samples' in out.stdout
+
+
+def test_train_node_publishes_progress_and_finishes(demos, tmp_path, ros_env, spawn,
+                                                    monkeypatch):
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+
+    params = tmp_path / 'train_node.yaml'
+    with open(os.path.join(REPO, 'config', 'params', 'train_node.yaml'), encoding='utf-8') as f:
+        values = yaml.safe_load(f)['train_node']['ros__parameters']
+    values.update(config=os.path.join(REPO, 'config', 'late_gemma.yaml'),
+                  data=list(demos['bags']), out_dir=str(tmp_path / 'run'), device='cpu',
+                  steps=3, batch_size=4, val_every=3, val_max_samples=4,
+                  cache_dir=demos['cache'], plot=False)
+    params.write_text(yaml.safe_dump({'train_node': {'ros__parameters': values}}))
+    monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(ros_env['ROS_DOMAIN_ID']))
+    node = rclpy.create_node('train_node_listener', context=context)
+    got, lock = [], threading.Lock()
+
+    def store(msg):
+        with lock:
+            got.extend(msg.status)
+
+    node.create_subscription(DiagnosticArray, '/diagnostics', store, 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    time.sleep(1.0)  # discovery before the node's first message
+    try:
+        proc = spawn(['-m', 'spatialvla_ros.nodes.train_node', '--ros-args', '--params-file',
+                      str(params)])
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+        time.sleep(0.5)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        context.try_shutdown()
+    with lock:
+        statuses = list(got)
+    steps = [s for s in statuses if s.message.startswith('step')]
+    assert [s.message.split()[1] for s in steps][-1] == '3/3'
+    final = next(s for s in statuses if s.message == 'training finished')
+    values = {kv.key: kv.value for kv in final.values}
+    assert values['checkpoint'].endswith('step_0000003') and float(values['val_mse']) > 0
+    assert np.isfinite(float(values['mse_ratio']))
