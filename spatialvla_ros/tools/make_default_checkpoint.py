@@ -1,0 +1,332 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""Build the default checkpoint that `spatialvla_demo` runs, reproducibly, on a CPU.
+
+    python -m spatialvla_ros.tools.make_default_checkpoint            # ~15-25 min, 2 cores
+    python -m spatialvla_ros.tools.make_default_checkpoint --eval-episodes 20
+
+1. demonstrations: `generate_demos` records RECIPE['demos'] scripted reach episodes (seeds
+   0..N-1, 128 px camera) under <work-dir>/demos;
+2. config: config/<plan>.yaml with RECIPE['config'] applied (written to <work-dir>);
+3. training: this project's trainer (`training.trainer.train`) in this process, seed fixed;
+4. the model files of the final checkpoint are copied to --out (checkpoints/default), with
+   recipe.json (how it was made: command, seeds, steps, held-out error, closed-loop result);
+5. with --eval-episodes N, a closed-loop evaluation on held-out seeds (1,000,000 + i) with the
+   simulator and policy node processes; its success rate goes into recipe.json.
+
+Every number that matters is in RECIPE below; the demo reads image_size and execute_steps
+from recipe.json so the closed loop runs the checkpoint as it was evaluated.
+"""
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import sys
+import time
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_OUT = os.path.join(REPO, 'checkpoints', 'default')
+MODEL_FILES = ('config.yaml', 'model.safetensors', 'normalization.safetensors', 'tokenizer')
+
+# The recipe of the shipped checkpoint (see the module docstring). Changing anything here and
+# rerunning the command makes a new default checkpoint.
+RECIPE = {
+    'plan': 'deep_fusion',
+    'task': 'reach',
+    'scenes': 250,                # simulator scenes (layouts of seeds 0..scenes-1)
+    'targets_per_scene': 4,       # demonstrations per scene, one per object as the target
+    'image_size': 64,             # simulator camera [px] (demos and closed loop)
+    'fov_deg': 38.0,              # camera field of view: the workspace fills the image
+    'execute_steps': 0,           # closed loop: actions executed per chunk (0: every frame)
+    'threads': 1,                 # torch threads while training (1 is fastest under load)
+    'config': {                   # changes to config/<plan>.yaml
+        'name': 'default_reach',
+        'language_model': {'prefix_attention': 'bidirectional'},
+        'vision': {'image_size': 128, 'patch_size': 16, 'num_hidden_layers': 1,
+                   'feature_layer': -1},
+        'encoder3d': {'position_encoding': 'sincos', 'voxel_size': 0.02,
+                      'max_visual_tokens': 64},
+        'expert': {'hidden_size': 64, 'intermediate_size': 128},
+        'action': {'chunk_size': 20},
+        'train': {'batch_size': 16, 'steps': 2500, 'learning_rate': 1.0e-3,
+                  'warmup_steps': 100, 'val_fraction': 0.1, 'seed': 0,
+                  'checkpoint_every': 500, 'log_every': 25},
+    },
+}
+
+
+def _merge(base, changes):
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def write_recipe_config(recipe, path):
+    """config/<plan>.yaml + recipe['config'] -> `path` (validated by load_config)."""
+    from spatialvla_ros.config import load_config
+
+    with open(os.path.join(REPO, 'config', f'{recipe["plan"]}.yaml'), encoding='utf-8') as f:
+        base = yaml.safe_load(f)
+    data = _merge(base, recipe['config'])
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(f'# Written by make_default_checkpoint from config/{recipe["plan"]}.yaml\n')
+        yaml.safe_dump(data, f, sort_keys=False)
+    return load_config(path)
+
+
+_worker = {}
+
+
+def _init_worker(width, fov_deg):
+    from spatialvla_ros.sim.camera import CameraSpec
+    from spatialvla_ros.sim.expert import PandaIK
+    from spatialvla_ros.sim.panda_env import PandaEnv
+
+    _worker['env'] = PandaEnv(CameraSpec(width=width, height=width, fov_deg=fov_deg))
+    _worker['ik'] = PandaIK()
+
+
+def _reach_episode(env, ik, seed, target, sink):
+    """One scripted reach episode of scene `seed` towards object number `target`.
+
+    The scene (layout) is the simulator's for `seed`; the target is chosen here instead of by
+    the seed, so one scene is demonstrated with every object as the target: the same image
+    with different instructions and different motions is what teaches the policy to read the
+    instruction. The loop is sim.episode.run_episode's, with the task replaced.
+    """
+    from spatialvla_ros.sim.episode import SimEpisode
+    from spatialvla_ros.sim.expert import ScriptedExpert
+    from spatialvla_ros.sim.messages import SimTopics
+    from spatialvla_ros.sim.tasks import MAX_STEPS
+    from spatialvla_ros.sim.tasks import SuccessChecker
+    from spatialvla_ros.sim.tasks import Task
+    from spatialvla_ros.tools.generate_demos import T0_NS
+
+    episode = SimEpisode(env, 'reach', seed, T0_NS, topics=SimTopics(cloud=''), ik=ik)
+    spec = episode.layout.objects[target % len(episode.layout.objects)]
+    task = Task('reach', f'reach the {spec.name}', spec.name, max_steps=MAX_STEPS['reach'])
+    episode.task, episode.max_steps = task, task.max_steps
+    episode.checker = SuccessChecker(task, env)
+    episode.expert = ScriptedExpert(task, env, episode.dt, ik=ik)
+    try:
+        sink(env.time_ns, episode.start_messages())
+        while True:
+            tick = episode.observe(True)
+            sink(env.time_ns, tick + [episode.expert_command()])
+            if episode.advance():
+                break
+        sink(env.time_ns, [episode.outcome_message()])
+        return episode.success
+    finally:
+        episode.close()
+
+
+def _record(job):
+    from spatialvla_ros.data.recorder import EpisodeRecorder
+    from spatialvla_ros.sim import messages as sim_msgs
+
+    out, seed, target = job
+    path = os.path.join(out, f'reach_{seed:06d}_{target}')
+    recorder = EpisodeRecorder(path, sim_msgs.topic_table(sim_msgs.SimTopics(cloud='')),
+                               sim_msgs.typestore())
+    try:
+        success = _reach_episode(_worker['env'], _worker['ik'], seed, target, recorder.write)
+    finally:
+        recorder.close()
+    if not success:
+        shutil.rmtree(path)
+    return bool(success)
+
+
+def generate_demonstrations(out, scenes, targets, image_size, fov_deg, workers=0):
+    """Record scripted reach episodes: scenes 0..scenes-1, `targets` objects each.
+
+    Bags are named reach_<scene seed>_<target>. generate_demos records one episode per seed
+    with the simulator's default camera; the recipe's camera has a narrower field of view and
+    demonstrates every scene with several targets, so the same recording loop (the sim node's
+    exact messages into EpisodeRecorder) runs here. Returns the number of successful episodes.
+    """
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    os.makedirs(out, exist_ok=True)
+    jobs = [(out, seed, target) for seed in range(scenes) for target in range(targets)
+            if not os.path.isdir(os.path.join(out, f'reach_{seed:06d}_{target}'))]
+    workers = workers or max(1, (os.cpu_count() or 2) - 1)
+    ok = 0
+    with multiprocessing.get_context('spawn').Pool(workers, _init_worker,
+                                                   (image_size, fov_deg)) as pool:
+        for success in tqdm(pool.imap_unordered(_record, jobs), total=len(jobs),
+                            unit='episode', desc='demonstrations'):
+            ok += success
+    return ok
+
+
+def _say(text):
+    print(f'[make_default_checkpoint {time.strftime("%H:%M:%S")}] {text}', flush=True)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='make_default_checkpoint',
+        description='Generate demonstrations, train the default checkpoint with the '
+                    'trainer of this project and copy it to checkpoints/default (see RECIPE).')
+    parser.add_argument('--out', default=DEFAULT_OUT, help='checkpoint folder to write')
+    parser.add_argument('--work-dir', default=os.path.join(REPO, 'build', 'default_checkpoint'),
+                        help='demos, cache and training run (kept for inspection)')
+    parser.add_argument('--scenes', type=int, default=0,
+                        help=f'scenes demonstrated (0: the recipe: {RECIPE["scenes"]})')
+    parser.add_argument('--steps', type=int, default=0,
+                        help='training steps (0: the recipe: '
+                             f'{RECIPE["config"]["train"]["steps"]})')
+    parser.add_argument('--threads', type=int, default=RECIPE['threads'],
+                        help='torch threads for training (default: %(default)s)')
+    parser.add_argument('--workers', type=int, default=0,
+                        help='demo generation processes (0: cores - 1, at least 1)')
+    parser.add_argument('--eval-episodes', type=int, default=0,
+                        help='afterwards, closed-loop episodes on held-out seeds (0: skip)')
+    return parser
+
+
+def make(ns, recipe=None, progress=True):
+    """Run the recipe; returns the checkpoint folder."""
+    recipe = copy.deepcopy(recipe or RECIPE)
+    if ns.scenes:
+        recipe['scenes'] = ns.scenes
+    if ns.steps:
+        recipe['config']['train']['steps'] = ns.steps
+        recipe['config']['train']['warmup_steps'] = min(
+            recipe['config']['train']['warmup_steps'], ns.steps)
+    work = os.path.abspath(ns.work_dir)
+    demos = os.path.join(work, 'demos')
+    os.makedirs(work, exist_ok=True)
+    start = time.monotonic()
+    # 1. demonstrations
+    scenes, targets = recipe['scenes'], recipe['targets_per_scene']
+    _say(f'1/4 {scenes * targets} reach demonstrations ({scenes} scenes, seeds 0..{scenes - 1}, '
+         f'x {targets} targets; {recipe["image_size"]} px, {recipe["fov_deg"]:g} deg camera) '
+         f'in {demos}')
+    ok = generate_demonstrations(demos, scenes, targets, recipe['image_size'],
+                                 recipe['fov_deg'], ns.workers)
+    _say(f'    {ok} recorded now (failed expert episodes are not kept)')
+    # 2. config
+    config_path = os.path.join(work, 'config.yaml')
+    config = write_recipe_config(recipe, config_path)
+    _say(f'2/4 config {config_path} (plan {config.plan}, chunk {config.action.chunk_size}, '
+         f'image {config.vision.image_size}/{config.vision.patch_size} px)')
+    # 3. training
+    import torch
+
+    from spatialvla_ros.training.options import TrainOptions
+    from spatialvla_ros.training.trainer import train
+
+    torch.set_num_threads(max(1, ns.threads))
+    run_dir = os.path.join(work, 'run')
+    shutil.rmtree(run_dir, ignore_errors=True)
+    _say(f'3/4 training {config.train.steps} steps (batch {config.train.batch_size}, '
+         f'{torch.get_num_threads()} thread(s)) into {run_dir}')
+    options = TrainOptions(config=config_path, data=(demos,), out_dir=run_dir, device='cpu',
+                           cache_dir=os.path.join(work, 'cache'), points_dtype='float16',
+                           val_every=config.train.checkpoint_every, val_max_samples=256,
+                           progress=progress).validate()
+    summary = train(options)
+    # 4. copy the model files
+    out = os.path.abspath(ns.out)
+    tmp = out + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for name in MODEL_FILES:
+        src = os.path.join(summary['checkpoint'], name)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(tmp, name))
+        else:
+            shutil.copy2(src, os.path.join(tmp, name))
+            os.chmod(os.path.join(tmp, name), 0o644)
+    info = {
+        'command': 'python -m spatialvla_ros.tools.make_default_checkpoint'
+                   + (f' --scenes {ns.scenes}' if ns.scenes else '')
+                   + (f' --steps {ns.steps}' if ns.steps else ''),
+        'recipe': recipe, 'image_size': recipe['image_size'], 'fov_deg': recipe['fov_deg'],
+        'execute_steps': recipe['execute_steps'],
+        'demo_scene_seeds': [0, recipe['scenes'] - 1],
+        'train': {k: summary.get(k) for k in ('steps', 'train_episodes', 'val_episodes',
+                                              'train_samples', 'val_samples', 'val_mse',
+                                              'baseline_mse', 'mse_ratio')},
+        'train_wall_s': round(time.monotonic() - start, 1),
+        'threads': torch.get_num_threads(),
+    }
+    _write_json(os.path.join(tmp, 'recipe.json'), info)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    _say(f'4/4 checkpoint written to {out} (held-out action MSE {summary.get("val_mse")}, '
+         f'mean baseline {summary.get("baseline_mse")})')
+    # 5. optional closed loop
+    if ns.eval_episodes > 0:
+        info['closed_loop'] = evaluate(out, ns.eval_episodes, recipe, work)
+        _write_json(os.path.join(out, 'recipe.json'), info)
+    return out
+
+
+def evaluate(checkpoint, episodes, recipe, work):
+    """Closed-loop success on held-out seeds; returns the summary row of the task."""
+    from spatialvla_ros.evaluation import closed_loop
+    from spatialvla_ros.evaluation import report
+
+    options = closed_loop.ClosedLoopOptions(
+        tasks=(recipe['task'],), episodes=episodes, image_size=recipe['image_size'],
+        fov_deg=recipe['fov_deg'], execute_steps=recipe['execute_steps'])
+    _say(f'closed loop: {episodes} held-out episodes (seeds {options.seed_start}..)')
+    out_dir = os.path.join(work, 'closed_loop')
+    results = closed_loop.run_closed_loop(
+        checkpoint, options, out_dir,
+        progress=lambda r, d, t: _say(f'  [{d}/{t}] seed {r.seed} "{r.instruction}": '
+                                      f'{"success" if r.success else "failure"}'))
+    report.write_closed_loop_report(results, options, out_dir)
+    row = closed_loop.summarize(results, options.tasks)[recipe['task']]
+    _say(f'closed loop: {row["successes"]}/{row["episodes"]} successful '
+         f'(report {out_dir}/report.md)')
+    return {k: row[k] for k in ('episodes', 'successes', 'success_rate', 'time_to_success_s',
+                                'seeds')}
+
+
+def _write_json(path, data):
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(data, f, indent=1, default=str)
+
+
+def main(args=None):
+    ns = build_parser().parse_args(args)
+    if ns.steps < 0 or ns.scenes < 0:
+        print('error: --steps / --scenes: expected >= 0', file=sys.stderr)
+        return 2
+    make(ns)
+    return 0
+
+
+__all__ = ['MODEL_FILES', 'RECIPE', 'make', 'write_recipe_config']
+
+if __name__ == '__main__':
+    sys.exit(main())
