@@ -291,3 +291,24 @@ def test_train_node_publishes_progress_and_finishes(demos, tmp_path, ros_env, sp
     values = {kv.key: kv.value for kv in final.values}
     assert values['checkpoint'].endswith('step_0000003') and float(values['val_mse']) > 0
     assert np.isfinite(float(values['mse_ratio']))
+
+
+def test_fine_tuning_keeps_the_tokenizer_of_its_initial_checkpoint(demos, tmp_path):
+    from checkpoint_utils import make_tiny_checkpoint
+    from spatialvla_ros.config import load_config
+    from spatialvla_ros.data.dataset import load_episodes
+    from spatialvla_ros.models.tokenizer import build_word_tokenizer
+
+    init = make_tiny_checkpoint(str(tmp_path / 'init'))
+    _, summary = run(options(demos, tmp_path / 'run', steps=1, init_checkpoint=init))
+    tok_init = load_checkpoint(init)[3]
+    tok_run = load_checkpoint(summary['checkpoint'])[3]
+    config = load_config(os.path.join(REPO, 'config', 'late_gemma.yaml'))
+    episodes, _ = load_episodes(demos['bags'], config, cache_dir=demos['cache'])
+    instructions = sorted({str(i) for e in episodes for i in e.instructions})
+    fresh = build_word_tokenizer(instructions, str(tmp_path / 'fresh'))
+    # A tokenizer built from the demonstrations would number the words differently, so
+    # the initial weights' embeddings would be read under the wrong ids.
+    assert any(fresh(t)['input_ids'] != tok_init(t)['input_ids'] for t in instructions)
+    for text in instructions:
+        assert tok_run(text)['input_ids'] == tok_init(text)['input_ids'], text

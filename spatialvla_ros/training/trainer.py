@@ -154,7 +154,9 @@ class Trainer:
                                                          source=stats_path)
         else:
             self.stats = self.train_set.compute_stats()
-        self.tokenizer = build_tokenizer(cfg, self.instructions, self.run_dir, ctx, resume)
+        # Fine-tuning keeps the tokenizer its weights were trained with (word ids must match).
+        self.tokenizer = build_tokenizer(cfg, self.instructions, self.run_dir, ctx,
+                                         resume or opts.init_checkpoint or None)
         self.processor = SpatialVLAProcessor(cfg, self.tokenizer, self.stats)
         seed_everything(cfg.train.seed)
         with torch.device(ctx.device):
