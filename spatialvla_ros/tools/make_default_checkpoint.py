@@ -15,20 +15,30 @@
 
 """Build the default checkpoint that `spatialvla_demo` runs, reproducibly, on a CPU.
 
-    python -m spatialvla_ros.tools.make_default_checkpoint            # ~15-25 min, 2 cores
-    python -m spatialvla_ros.tools.make_default_checkpoint --eval-episodes 20
+    python -m spatialvla_ros.tools.make_default_checkpoint --eval-episodes 20   # ~35 min, 2 cores
+    python -m spatialvla_ros.tools.make_default_checkpoint --plan deep_fusion --out DIR
 
-1. demonstrations: `generate_demos` records RECIPE['demos'] scripted reach episodes (seeds
-   0..N-1, 128 px camera) under <work-dir>/demos;
+1. demonstrations: the scripted expert reaches every object of RECIPE['scenes'] simulator
+   scenes (the layouts of seeds 0..scenes-1), one episode per object, recorded exactly as the
+   sim node publishes (rosbag2 mcap) under <work-dir>/demos. One scene with several
+   instructions and motions is what makes a model read the instruction at all;
 2. config: config/<plan>.yaml with RECIPE['config'] applied (written to <work-dir>);
-3. training: this project's trainer (`training.trainer.train`) in this process, seed fixed;
-4. the model files of the final checkpoint are copied to --out (checkpoints/default), with
-   recipe.json (how it was made: command, seeds, steps, held-out error, closed-loop result);
-5. with --eval-episodes N, a closed-loop evaluation on held-out seeds (1,000,000 + i) with the
-   simulator and policy node processes; its success rate goes into recipe.json.
+3. 3D grounding pre-training of the encoder and VLM (training.grounding): from the first
+   frame of every demonstrated scene, regress the 3D centre of the object each instruction
+   names. A VLA inherits this ability from its pre-trained VLM; a VLM trained from scratch
+   on actions alone does not learn it at this size (measured: the first action chunk stays
+   as far off as a random object's);
+4. training: this project's trainer (`training.trainer.train`) in this process, seed fixed,
+   starting from the grounded encoder + VLM (`init_checkpoint`);
+5. the model files of the final checkpoint are copied to --out (checkpoints/default), with
+   recipe.json (how it was made: command, recipe, held-out errors, closed-loop result) and
+   README.md; with --eval-episodes N, a closed-loop evaluation on held-out seeds
+   (1,000,000 + i) with the simulator and policy node processes goes into both.
 
-Every number that matters is in RECIPE below; the demo reads image_size and execute_steps
-from recipe.json so the closed loop runs the checkpoint as it was evaluated.
+The camera of the recipe looks at the workspace with a 38 degree field of view (the
+simulator's default is 60): at 64 px an object then covers about 4x4 pixels instead of 2x2.
+The demo and the closed-loop evaluation read image_size, fov_deg and execute_steps from
+recipe.json, so the checkpoint is always run with the camera it was trained with.
 """
 
 import argparse
@@ -39,6 +49,7 @@ import shutil
 import sys
 import time
 
+import numpy as np
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,28 +59,38 @@ MODEL_FILES = ('config.yaml', 'model.safetensors', 'normalization.safetensors', 
 # The recipe of the shipped checkpoint (see the module docstring). Changing anything here and
 # rerunning the command makes a new default checkpoint.
 RECIPE = {
-    'plan': 'deep_fusion',
+    'plan': 'late_llama',
     'task': 'reach',
-    'scenes': 250,                # simulator scenes (layouts of seeds 0..scenes-1)
+    'scenes': 400,                # simulator scenes (layouts of seeds 0..scenes-1)
     'targets_per_scene': 4,       # demonstrations per scene, one per object as the target
+    'detour': 0.75,               # share of demonstrations recorded after a detour (see
+    #                               _reach_episode: the arm first heads for another object)
+    'settle_ticks': 8,            # ticks still recorded after success (the expert finishes
+    #                               its descent and holds; see _reach_episode)
+    'grounding_steps': 3000,      # 3D grounding pre-training of encoder + VLM (0: skip)
+    'grounding_val_scenes': 50,   # held-out scenes for its error (seeds 2,000,000 + i)
     'image_size': 64,             # simulator camera [px] (demos and closed loop)
     'fov_deg': 38.0,              # camera field of view: the workspace fills the image
-    'execute_steps': 0,           # closed loop: actions executed per chunk (0: every frame)
+    'execute_steps': 8,           # closed loop: actions executed per chunk before the next
+    #                               (chosen in-process on seeds 3,000,000+: 5: 90%, 8 and 10:
+    #                               95%; a new chunk every frame dithers and fails)
     'threads': 1,                 # torch threads while training (1 is fastest under load)
     'config': {                   # changes to config/<plan>.yaml
         'name': 'default_reach',
-        'language_model': {'prefix_attention': 'bidirectional'},
-        'vision': {'image_size': 128, 'patch_size': 16, 'num_hidden_layers': 1,
+        'language_model': {'prefix_attention': 'bidirectional', 'hidden_size': 64,
+                           'head_dim': 16, 'intermediate_size': 128},
+        'vision': {'image_size': 64, 'patch_size': 8, 'num_hidden_layers': 1,
                    'feature_layer': -1},
         'encoder3d': {'position_encoding': 'sincos', 'voxel_size': 0.02,
                       'max_visual_tokens': 64},
-        'expert': {'hidden_size': 64, 'intermediate_size': 128},
+        'expert': {'hidden_size': 64, 'head_dim': 16, 'intermediate_size': 128},
         'action': {'chunk_size': 20},
-        'train': {'batch_size': 16, 'steps': 2500, 'learning_rate': 1.0e-3,
-                  'warmup_steps': 100, 'val_fraction': 0.1, 'seed': 0,
-                  'checkpoint_every': 500, 'log_every': 25},
+        'train': {'batch_size': 16, 'steps': 4000, 'learning_rate': 1.0e-3,
+                  'warmup_steps': 100, 'val_fraction': 0.05, 'seed': 0,
+                  'checkpoint_every': 1000, 'log_every': 25},
     },
 }
+GROUNDING_VAL_SEED_START = 2_000_000  # disjoint from demos (0..) and closed loop (1,000,000..)
 
 
 def _merge(base, changes):
@@ -99,22 +120,32 @@ def write_recipe_config(recipe, path):
 _worker = {}
 
 
-def _init_worker(width, fov_deg):
+def _init_worker(width, fov_deg, detour, settle_ticks):
     from spatialvla_ros.sim.camera import CameraSpec
     from spatialvla_ros.sim.expert import PandaIK
     from spatialvla_ros.sim.panda_env import PandaEnv
 
     _worker['env'] = PandaEnv(CameraSpec(width=width, height=width, fov_deg=fov_deg))
     _worker['ik'] = PandaIK()
+    _worker['detour'] = detour
+    _worker['settle_ticks'] = settle_ticks
 
 
-def _reach_episode(env, ik, seed, target, sink):
+def _reach_episode(env, ik, seed, target, sink, detour=0.0, detour_ticks=(3, 12),
+                   settle_ticks=0):
     """One scripted reach episode of scene `seed` towards object number `target`.
 
     The scene (layout) is the simulator's for `seed`; the target is chosen here instead of by
     the seed, so one scene is demonstrated with every object as the target: the same image
     with different instructions and different motions is what teaches the policy to read the
-    instruction. The loop is sim.episode.run_episode's, with the task replaced.
+    instruction. With probability `detour`, the arm first heads for another object for a few
+    unrecorded ticks and the recording starts there: from HOME, frames after the first give
+    the target away through where the arm is heading, so a policy would learn to continue the
+    motion instead of reading the instruction; after a detour only the instruction tells
+    where to go (and the policy sees how to recover). A successful episode is recorded for
+    `settle_ticks` more ticks: the success check fires while the arm is still descending, and
+    without what follows a policy never sees how the reach ends (it learns to hover). The
+    loop is sim.episode.run_episode's, with the task replaced.
     """
     from spatialvla_ros.sim.episode import SimEpisode
     from spatialvla_ros.sim.expert import ScriptedExpert
@@ -125,18 +156,33 @@ def _reach_episode(env, ik, seed, target, sink):
     from spatialvla_ros.tools.generate_demos import T0_NS
 
     episode = SimEpisode(env, 'reach', seed, T0_NS, topics=SimTopics(cloud=''), ik=ik)
-    spec = episode.layout.objects[target % len(episode.layout.objects)]
-    task = Task('reach', f'reach the {spec.name}', spec.name, max_steps=MAX_STEPS['reach'])
+    objects = episode.layout.objects
+    rng = np.random.default_rng([seed, target, 20260])
+
+    def reach(spec):
+        return Task('reach', f'reach the {spec.name}', spec.name, max_steps=MAX_STEPS['reach'])
+
+    if rng.uniform() < detour:
+        other = objects[(target + 1 + int(rng.integers(len(objects) - 1))) % len(objects)]
+        episode.expert = ScriptedExpert(reach(other), env, episode.dt, ik=ik)
+        for _ in range(int(rng.integers(detour_ticks[0], detour_ticks[1] + 1))):
+            episode.expert_command()           # applied to the robot, not recorded
+            env.step(episode.substeps)
+        episode.expert.close()
+    task = reach(objects[target % len(objects)])
     episode.task, episode.max_steps = task, task.max_steps
     episode.checker = SuccessChecker(task, env)
     episode.expert = ScriptedExpert(task, env, episode.dt, ik=ik)
     try:
         sink(env.time_ns, episode.start_messages())
+        settled = 0
         while True:
             tick = episode.observe(True)
             sink(env.time_ns, tick + [episode.expert_command()])
-            if episode.advance():
+            episode.advance()
+            if episode.done and (not episode.success or settled >= settle_ticks):
                 break
+            settled += episode.done
         sink(env.time_ns, [episode.outcome_message()])
         return episode.success
     finally:
@@ -152,7 +198,8 @@ def _record(job):
     recorder = EpisodeRecorder(path, sim_msgs.topic_table(sim_msgs.SimTopics(cloud='')),
                                sim_msgs.typestore())
     try:
-        success = _reach_episode(_worker['env'], _worker['ik'], seed, target, recorder.write)
+        success = _reach_episode(_worker['env'], _worker['ik'], seed, target, recorder.write,
+                                 _worker['detour'], settle_ticks=_worker['settle_ticks'])
     finally:
         recorder.close()
     if not success:
@@ -160,7 +207,8 @@ def _record(job):
     return bool(success)
 
 
-def generate_demonstrations(out, scenes, targets, image_size, fov_deg, workers=0):
+def generate_demonstrations(out, scenes, targets, image_size, fov_deg, detour=0.0,
+                            settle_ticks=0, workers=0):
     """Record scripted reach episodes: scenes 0..scenes-1, `targets` objects each.
 
     Bags are named reach_<scene seed>_<target>. generate_demos records one episode per seed
@@ -178,11 +226,79 @@ def generate_demonstrations(out, scenes, targets, image_size, fov_deg, workers=0
     workers = workers or max(1, (os.cpu_count() or 2) - 1)
     ok = 0
     with multiprocessing.get_context('spawn').Pool(workers, _init_worker,
-                                                   (image_size, fov_deg)) as pool:
+                                                   (image_size, fov_deg, detour,
+                                                    settle_ticks)) as pool:
         for success in tqdm(pool.imap_unordered(_record, jobs), total=len(jobs),
                             unit='episode', desc='demonstrations'):
             ok += success
     return ok
+
+
+def grounding_samples(seeds, image_size, fov_deg, config):
+    """First frame of each scene, once per object with its reach instruction (GroundingSample).
+
+    The observation goes through the policy node's ObservationBuilder, so grounding sees
+    exactly what the policy sees.
+    """
+    from spatialvla_ros.perception.observation_builder import key_topics
+    from spatialvla_ros.perception.observation_builder import ObservationBuilder
+    from spatialvla_ros.sim.camera import CameraSpec
+    from spatialvla_ros.sim.episode import SimEpisode
+    from spatialvla_ros.sim.messages import SimTopics
+    from spatialvla_ros.sim.panda_env import PandaEnv
+    from spatialvla_ros.tools.generate_demos import T0_NS
+    from spatialvla_ros.training.grounding import GroundingSample
+
+    env = PandaEnv(CameraSpec(width=image_size, height=image_size, fov_deg=fov_deg))
+    topics = SimTopics(cloud='')
+    keys = {topic: key for key, topic in key_topics(config.data).items()}
+    builder = ObservationBuilder(config.data, config.encoder3d, config.action.names,
+                                 config.action.state_dim)
+    samples = []
+    try:
+        for seed in seeds:
+            episode = SimEpisode(env, 'reach', seed, T0_NS, topics=topics)
+            msgs = episode.observe(True)
+            by_key = {keys[m.topic]: m.msg for m in msgs if m.topic in keys}
+            joints = next(m.msg for m in msgs if m.topic == topics.joint_states)
+            for name in env.objects:
+                obs = builder.build(by_key, joints, f'reach the {name}', env.time_ns)
+                samples.append(GroundingSample(obs, np.asarray(env.object_pose(name)[0],
+                                                               dtype=np.float32)))
+            episode.close()
+    finally:
+        env.close()
+    return samples
+
+
+def pretrain_vlm(config, recipe, work):
+    """Stage 1: 3D grounding of encoder + VLM; saved as a policy checkpoint to start from."""
+    import torch
+
+    from spatialvla_ros.models.checkpoint import save_checkpoint
+    from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
+    from spatialvla_ros.policies.policy_spatialvla import build_demo_tokenizer
+    from spatialvla_ros.policies.processor_spatialvla import NormalizationStats
+    from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
+    from spatialvla_ros.training.grounding import pretrain_grounding
+
+    scenes, size, fov = recipe['scenes'], recipe['image_size'], recipe['fov_deg']
+    val_seeds = range(GROUNDING_VAL_SEED_START,
+                      GROUNDING_VAL_SEED_START + recipe['grounding_val_scenes'])
+    train = grounding_samples(range(scenes), size, fov, config)
+    val = grounding_samples(val_seeds, size, fov, config)
+    tokenizer = build_demo_tokenizer(os.path.join(work, 'grounding_tokenizer'))
+    act = config.action
+    stats = NormalizationStats.identity(act.state_dim, act.action_dim)
+    torch.manual_seed(config.train.seed)
+    model = SpatialVLAModel(config)
+    result = pretrain_grounding(model, SpatialVLAProcessor(config, tokenizer, stats), train, val,
+                                recipe['grounding_steps'], seed=config.train.seed,
+                                log=lambda line: _say(f'    {line}'))
+    out = os.path.join(work, 'grounded')
+    shutil.rmtree(out, ignore_errors=True)
+    save_checkpoint(out, model, config, stats, tokenizer)
+    return out, result
 
 
 def _say(text):
@@ -197,6 +313,11 @@ def build_parser():
     parser.add_argument('--out', default=DEFAULT_OUT, help='checkpoint folder to write')
     parser.add_argument('--work-dir', default=os.path.join(REPO, 'build', 'default_checkpoint'),
                         help='demos, cache and training run (kept for inspection)')
+    parser.add_argument('--plan', default='', choices=('', 'late_gemma', 'late_llama',
+                                                       'deep_fusion'),
+                        help=f'fusion plan (default: the recipe\'s, {RECIPE["plan"]}); the '
+                             'same recipe for every plan is how spatialvla_compare gets '
+                             'comparable checkpoints (--checkpoint PLAN=DIR)')
     parser.add_argument('--scenes', type=int, default=0,
                         help=f'scenes demonstrated (0: the recipe: {RECIPE["scenes"]})')
     parser.add_argument('--steps', type=int, default=0,
@@ -214,6 +335,8 @@ def build_parser():
 def make(ns, recipe=None, progress=True):
     """Run the recipe; returns the checkpoint folder."""
     recipe = copy.deepcopy(recipe or RECIPE)
+    if ns.plan:
+        recipe['plan'] = ns.plan
     if ns.scenes:
         recipe['scenes'] = ns.scenes
     if ns.steps:
@@ -226,32 +349,42 @@ def make(ns, recipe=None, progress=True):
     start = time.monotonic()
     # 1. demonstrations
     scenes, targets = recipe['scenes'], recipe['targets_per_scene']
-    _say(f'1/4 {scenes * targets} reach demonstrations ({scenes} scenes, seeds 0..{scenes - 1}, '
+    _say(f'1/5 {scenes * targets} reach demonstrations ({scenes} scenes, seeds 0..{scenes - 1}, '
          f'x {targets} targets; {recipe["image_size"]} px, {recipe["fov_deg"]:g} deg camera) '
          f'in {demos}')
     ok = generate_demonstrations(demos, scenes, targets, recipe['image_size'],
-                                 recipe['fov_deg'], ns.workers)
+                                 recipe['fov_deg'], recipe['detour'],
+                                 recipe['settle_ticks'], ns.workers)
     _say(f'    {ok} recorded now (failed expert episodes are not kept)')
     # 2. config
     config_path = os.path.join(work, 'config.yaml')
     config = write_recipe_config(recipe, config_path)
-    _say(f'2/4 config {config_path} (plan {config.plan}, chunk {config.action.chunk_size}, '
+    _say(f'2/5 config {config_path} (plan {config.plan}, chunk {config.action.chunk_size}, '
          f'image {config.vision.image_size}/{config.vision.patch_size} px)')
-    # 3. training
+    # 3. 3D grounding pre-training of encoder + VLM, then policy training from it
     import torch
+
+    torch.set_num_threads(max(1, ns.threads))
+    grounded, grounding = None, None
+    if recipe['grounding_steps'] > 0:
+        _say(f'3/5 3D grounding pre-training, {recipe["grounding_steps"]} steps (first frames '
+             f'of the {scenes} scenes, one sample per object)')
+        grounded, grounding = pretrain_vlm(config, recipe, work)
+        _say(f'    held-out median error {100 * grounding.val_median_error_m:.1f} cm '
+             f'({100 * grounding.val_within_5cm:.0f}% within 5 cm; mean centre '
+             f'{100 * grounding.baseline_median_error_m:.1f} cm) in {grounding.seconds:.0f} s')
 
     from spatialvla_ros.training.options import TrainOptions
     from spatialvla_ros.training.trainer import train
 
-    torch.set_num_threads(max(1, ns.threads))
     run_dir = os.path.join(work, 'run')
     shutil.rmtree(run_dir, ignore_errors=True)
-    _say(f'3/4 training {config.train.steps} steps (batch {config.train.batch_size}, '
+    _say(f'4/5 training {config.train.steps} steps (batch {config.train.batch_size}, '
          f'{torch.get_num_threads()} thread(s)) into {run_dir}')
     options = TrainOptions(config=config_path, data=(demos,), out_dir=run_dir, device='cpu',
                            cache_dir=os.path.join(work, 'cache'), points_dtype='float16',
                            val_every=config.train.checkpoint_every, val_max_samples=256,
-                           progress=progress).validate()
+                           init_checkpoint=grounded or '', progress=progress).validate()
     summary = train(options)
     # 4. copy the model files
     out = os.path.abspath(ns.out)
@@ -267,27 +400,70 @@ def make(ns, recipe=None, progress=True):
             os.chmod(os.path.join(tmp, name), 0o644)
     info = {
         'command': 'python -m spatialvla_ros.tools.make_default_checkpoint'
+                   + (f' --plan {ns.plan}' if ns.plan else '')
                    + (f' --scenes {ns.scenes}' if ns.scenes else '')
-                   + (f' --steps {ns.steps}' if ns.steps else ''),
+                   + (f' --steps {ns.steps}' if ns.steps else '')
+                   + (f' --eval-episodes {ns.eval_episodes}' if ns.eval_episodes else ''),
         'recipe': recipe, 'image_size': recipe['image_size'], 'fov_deg': recipe['fov_deg'],
         'execute_steps': recipe['execute_steps'],
         'demo_scene_seeds': [0, recipe['scenes'] - 1],
         'train': {k: summary.get(k) for k in ('steps', 'train_episodes', 'val_episodes',
                                               'train_samples', 'val_samples', 'val_mse',
                                               'baseline_mse', 'mse_ratio')},
+        'grounding': grounding and {
+            'steps': grounding.steps, 'val_scene_seeds': [
+                GROUNDING_VAL_SEED_START,
+                GROUNDING_VAL_SEED_START + recipe['grounding_val_scenes'] - 1],
+            'val_median_error_m': round(grounding.val_median_error_m, 4),
+            'val_within_5cm': round(grounding.val_within_5cm, 3),
+            'baseline_median_error_m': round(grounding.baseline_median_error_m, 4)},
         'train_wall_s': round(time.monotonic() - start, 1),
         'threads': torch.get_num_threads(),
     }
     _write_json(os.path.join(tmp, 'recipe.json'), info)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
-    _say(f'4/4 checkpoint written to {out} (held-out action MSE {summary.get("val_mse")}, '
+    _say(f'5/5 checkpoint written to {out} (held-out action MSE {summary.get("val_mse")}, '
          f'mean baseline {summary.get("baseline_mse")})')
     # 5. optional closed loop
     if ns.eval_episodes > 0:
         info['closed_loop'] = evaluate(out, ns.eval_episodes, recipe, work)
         _write_json(os.path.join(out, 'recipe.json'), info)
+    write_readme(out, info)
     return out
+
+
+def write_readme(out, info):
+    """Write README.md next to the weights: what this checkpoint is and how it was made."""
+    train, recipe, grounding = info['train'], info['recipe'], info.get('grounding')
+    lines = [
+        '# Default checkpoint (made by make_default_checkpoint)', '',
+        f'- command: `{info["command"]}` ({info["train_wall_s"]:.0f} s, '
+        f'{info["threads"]} torch thread(s))',
+        f'- plan `{recipe["plan"]}`, task `{recipe["task"]}`: {recipe["scenes"]} scenes (seeds '
+        f'0..{recipe["scenes"] - 1}) x {recipe["targets_per_scene"]} targets, camera '
+        f'{recipe["image_size"]} px / {recipe["fov_deg"]:g} deg',
+    ]
+    if grounding:
+        lines.append(f'- 3D grounding pre-training: {grounding["steps"]} steps; held-out scenes '
+                     f'{grounding["val_scene_seeds"][0]}..{grounding["val_scene_seeds"][1]}: '
+                     f'median error {100 * grounding["val_median_error_m"]:.1f} cm, '
+                     f'{100 * grounding["val_within_5cm"]:.0f}% within 5 cm (the mean centre: '
+                     f'{100 * grounding["baseline_median_error_m"]:.1f} cm)')
+    lines.append(f'- policy training: {train.get("steps")} steps; held-out action MSE '
+                 f'{train.get("val_mse"):.4g} (predicting the mean: '
+                 f'{train.get("baseline_mse"):.4g})')
+    cl = info.get('closed_loop')
+    if cl:
+        lines.append(f'- closed loop (simulator and policy node over DDS, '
+                     f'{recipe["execute_steps"]} actions per chunk) on held-out seeds '
+                     f'{cl["seeds"][0]}..{cl["seeds"][-1]}: {cl["successes"]}/{cl["episodes"]} '
+                     f'successful ({100 * cl["success_rate"]:.0f}%), mean time to success '
+                     f'{cl["time_to_success_s"]:.2f} s')
+    lines += ['', 'Files: config.yaml, model.safetensors, normalization.safetensors, tokenizer/ '
+              '(loaded by the policy node), recipe.json (everything above, machine-readable).']
+    with open(os.path.join(out, 'README.md'), 'w', encoding='utf-8') as f:
+        f.write('\n'.join(lines) + '\n')
 
 
 def evaluate(checkpoint, episodes, recipe, work):
