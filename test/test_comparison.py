@@ -89,3 +89,20 @@ def test_compare_command_fills_one_table_for_all_plans(demos, tmp_path, ros_env)
     for key in ('demos', 'train', 'heldout', 'closed_loop', 'latency', 'hardware', 'software'):
         assert f'**{key}**' in text
     assert 'seed 0' in text and 'held-out seeds 1000000' in text
+
+
+def test_rss_peak_sees_a_short_lived_allocation():
+    """The CPU peak memory of the table: an allocation freed inside the block still counts."""
+    import time
+
+    import numpy as np
+    from spatialvla_ros.evaluation.latency import RssPeak
+
+    with RssPeak() as rss:
+        block = np.ones(64 * 2 ** 20 // 8)       # 64 MiB, touched
+        time.sleep(0.02)                         # a few samples while it lives
+        del block
+    with RssPeak() as idle:
+        pass
+    assert rss.growth_mb > 48, rss.growth_mb
+    assert idle.growth_mb < 16, idle.growth_mb

@@ -22,8 +22,8 @@ same token count for every plan). `chunk_s` is `sample_actions` (prefix once, it
 every Euler step); `chunk_recompute_s` recomputes the prefix (encoder + VLM) at every step, as
 an implementation without a prefix cache would. Both are measured in the same process, one
 after the other, and their ratio is reported. Peak memory: CUDA's allocator peak on a GPU;
-on the CPU the growth of the process's peak RSS from before the model was built (meaningful
-in a fresh process: `python -m spatialvla_ros.evaluation.latency`).
+on the CPU the highest RSS while loading and running the model, above the RSS before
+(`RssPeak`; cleanest in a fresh process: `python -m spatialvla_ros.evaluation.latency`).
 """
 
 import argparse
@@ -31,6 +31,7 @@ import json
 import resource
 import statistics
 import sys
+import threading
 import time
 
 from spatialvla_ros.models import flow_matching
@@ -38,9 +39,41 @@ from spatialvla_ros.models.modeling_action_expert import suffix_block_ids
 import torch
 
 
-def rss_peak_mb():
-    """Return the peak resident set size of this process so far [MiB] (Linux gives KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def rss_mb():
+    """Return the current resident set size of this process [MiB]."""
+    try:
+        with open('/proc/self/statm', encoding='ascii') as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2 ** 20
+    except OSError:  # not Linux: the peak so far is the best there is
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class RssPeak:
+    """Highest RSS above the RSS at entry while the block runs, sampled every millisecond.
+
+    The process's own peak (ru_maxrss) is useless for small models: importing torch and
+    transformers peaks higher than a tiny model ever needs, so its growth reads 0.
+    """
+
+    def __enter__(self):
+        self.before = self.peak = rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb())
+
+    @property
+    def growth_mb(self):
+        return self.peak - self.before
 
 
 def dummy_observation(config, batch=1, image_size=128, seed=0):
@@ -137,15 +170,15 @@ def measure_checkpoint(checkpoint_dir, device='cpu', dtype=None, repeats=10, ima
     """Load a checkpoint and measure it; adds parameters and peak memory (see above)."""
     from spatialvla_ros.models.checkpoint import load_checkpoint
 
-    before = rss_peak_mb()
-    model, config, _, _ = load_checkpoint(checkpoint_dir, device=device, dtype=dtype)
-    model.eval()
-    out = measure_model(model, dummy_observation(config, image_size=image_size),
-                        repeats=repeats)
+    with RssPeak() as rss:
+        model, config, _, _ = load_checkpoint(checkpoint_dir, device=device, dtype=dtype)
+        model.eval()
+        out = measure_model(model, dummy_observation(config, image_size=image_size),
+                            repeats=repeats)
     out['parameters'] = model.num_parameters()
     out['plan'] = config.plan
     if 'peak_memory_mb' not in out:
-        out['peak_memory_mb'] = rss_peak_mb() - before
+        out['peak_memory_mb'] = rss.growth_mb
         out['peak_memory_kind'] = 'cpu peak RSS growth (weights + one chunk)'
     else:
         out['peak_memory_kind'] = 'cuda allocator peak (one chunk)'
@@ -176,7 +209,7 @@ def main(args=None):
     return 0
 
 
-__all__ = ['dummy_observation', 'measure_checkpoint', 'measure_model', 'rss_peak_mb']
+__all__ = ['RssPeak', 'dummy_observation', 'measure_checkpoint', 'measure_model', 'rss_mb']
 
 if __name__ == '__main__':
     sys.exit(main())
