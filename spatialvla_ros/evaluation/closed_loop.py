@@ -356,7 +356,8 @@ def build_parser():
     parser.add_argument('--max-steps', type=int, default=0,
                         help='control ticks per episode (0: task default)')
     parser.add_argument('--execute-steps', type=int, default=0,
-                        help='actions executed per chunk before a new one (0: every frame)')
+                        help='actions executed per chunk before a new one (0: what the checkpoint '
+                             'recipe says, else a new chunk every frame)')
     parser.add_argument('--image-size', type=int, default=0,
                         help='simulator camera size [px] (0: the checkpoint recipe, else 128)')
     parser.add_argument('--fov-deg', type=float, default=0.0,

@@ -80,14 +80,18 @@ def _push_ok(layout, spec, direction):
     return True
 
 
+def reach_task(target):
+    """Return the reach task for the object named `target` (e.g. 'red cube')."""
+    return Task('reach', f'reach the {target}', target, max_steps=MAX_STEPS['reach'])
+
+
 def sample_task(name, layout, rng):
     """Pick a task instance of kind `name` for `layout` (deterministic for a given rng)."""
     if name not in TASKS:
         raise ValueError(f'task: got {name!r}, expected one of {TASKS}')
     specs = list(layout.objects)
     if name == 'reach':
-        spec = specs[int(rng.integers(len(specs)))]
-        return Task(name, f'reach the {spec.name}', spec.name, max_steps=MAX_STEPS[name])
+        return reach_task(specs[int(rng.integers(len(specs)))].name)
     if name == 'push':
         options = [(s, d) for s in specs for d in DIRECTIONS if _push_ok(layout, s, d)]
         if not options:

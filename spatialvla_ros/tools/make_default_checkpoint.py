@@ -150,26 +150,21 @@ def _reach_episode(env, ik, seed, target, sink, detour=0.0, detour_ticks=(3, 12)
     from spatialvla_ros.sim.episode import SimEpisode
     from spatialvla_ros.sim.expert import ScriptedExpert
     from spatialvla_ros.sim.messages import SimTopics
-    from spatialvla_ros.sim.tasks import MAX_STEPS
     from spatialvla_ros.sim.tasks import SuccessChecker
-    from spatialvla_ros.sim.tasks import Task
+    from spatialvla_ros.sim.tasks import reach_task
     from spatialvla_ros.tools.generate_demos import T0_NS
 
     episode = SimEpisode(env, 'reach', seed, T0_NS, topics=SimTopics(cloud=''), ik=ik)
     objects = episode.layout.objects
     rng = np.random.default_rng([seed, target, 20260])
-
-    def reach(spec):
-        return Task('reach', f'reach the {spec.name}', spec.name, max_steps=MAX_STEPS['reach'])
-
     if rng.uniform() < detour:
         other = objects[(target + 1 + int(rng.integers(len(objects) - 1))) % len(objects)]
-        episode.expert = ScriptedExpert(reach(other), env, episode.dt, ik=ik)
+        episode.expert = ScriptedExpert(reach_task(other.name), env, episode.dt, ik=ik)
         for _ in range(int(rng.integers(detour_ticks[0], detour_ticks[1] + 1))):
             episode.expert_command()           # applied to the robot, not recorded
             env.step(episode.substeps)
         episode.expert.close()
-    task = reach(objects[target % len(objects)])
+    task = reach_task(objects[target % len(objects)].name)
     episode.task, episode.max_steps = task, task.max_steps
     episode.checker = SuccessChecker(task, env)
     episode.expert = ScriptedExpert(task, env, episode.dt, ik=ik)
@@ -246,6 +241,7 @@ def grounding_samples(seeds, image_size, fov_deg, config):
     from spatialvla_ros.sim.episode import SimEpisode
     from spatialvla_ros.sim.messages import SimTopics
     from spatialvla_ros.sim.panda_env import PandaEnv
+    from spatialvla_ros.sim.tasks import reach_task
     from spatialvla_ros.tools.generate_demos import T0_NS
     from spatialvla_ros.training.grounding import GroundingSample
 
@@ -262,7 +258,7 @@ def grounding_samples(seeds, image_size, fov_deg, config):
             by_key = {keys[m.topic]: m.msg for m in msgs if m.topic in keys}
             joints = next(m.msg for m in msgs if m.topic == topics.joint_states)
             for name in env.objects:
-                obs = builder.build(by_key, joints, f'reach the {name}', env.time_ns)
+                obs = builder.build(by_key, joints, reach_task(name).instruction, env.time_ns)
                 samples.append(GroundingSample(obs, np.asarray(env.object_pose(name)[0],
                                                                dtype=np.float32)))
             episode.close()

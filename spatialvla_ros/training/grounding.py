@@ -92,20 +92,20 @@ def instruction_hidden(model, observation):
     return hidden[:, model.encoder3d.num_tokens:]
 
 
-def _batch(processor, samples):
-    obs = processor.observations_to_model([s.observation for s in samples])
+def _batch(processor, samples, device):
+    obs = processor.observations_to_model([s.observation for s in samples]).to(device)
     xyz = torch.as_tensor(np.stack([s.target_xyz for s in samples]), dtype=torch.float32)
-    return obs, xyz
+    return obs, xyz.to(device)
 
 
 def _errors(model, head, processor, samples, batch_size):
     errors = []
     with torch.no_grad():
         for i in range(0, len(samples), batch_size):
-            obs, xyz = _batch(processor, samples[i:i + batch_size])
+            obs, xyz = _batch(processor, samples[i:i + batch_size], model.device)
             pred = head(instruction_hidden(model, obs), obs.attention_mask)
             errors.append((head.to_metres(pred) - xyz).norm(dim=-1))
-    return torch.cat(errors).numpy()
+    return torch.cat(errors).cpu().numpy()
 
 
 def pretrain_grounding(model, processor, train, val, steps, batch_size=32, learning_rate=1e-3,
@@ -136,8 +136,7 @@ def pretrain_grounding(model, processor, train, val, steps, batch_size=32, learn
     start = time.monotonic()
     for step in range(1, steps + 1):
         idx = rng.choice(len(train), min(batch_size, len(train)), replace=False)
-        obs, xyz = _batch(processor, [train[i] for i in idx])
-        obs, xyz = obs.to(model.device), xyz.to(model.device)
+        obs, xyz = _batch(processor, [train[i] for i in idx], model.device)
         pred = head(instruction_hidden(model, obs), obs.attention_mask)
         loss = ((pred - (xyz - head.mean) / head.scale) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
