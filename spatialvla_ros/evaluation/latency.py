@@ -170,11 +170,14 @@ def measure_checkpoint(checkpoint_dir, device='cpu', dtype=None, repeats=10, ima
     """Load a checkpoint and measure it; adds parameters and peak memory (see above)."""
     from spatialvla_ros.models.checkpoint import load_checkpoint
 
+    # Memory first (weights + one chunk), so the sampler thread never competes with the timing.
     with RssPeak() as rss:
         model, config, _, _ = load_checkpoint(checkpoint_dir, device=device, dtype=dtype)
         model.eval()
-        out = measure_model(model, dummy_observation(config, image_size=image_size),
-                            repeats=repeats)
+        observation = dummy_observation(config, image_size=image_size)
+        with torch.inference_mode():
+            model.sample_actions(observation.to(model.device, model.dtype))
+    out = measure_model(model, observation, repeats=repeats)
     out['parameters'] = model.num_parameters()
     out['plan'] = config.plan
     if 'peak_memory_mb' not in out:

@@ -72,8 +72,7 @@ RECIPE = {
     'image_size': 64,             # simulator camera [px] (demos and closed loop)
     'fov_deg': 38.0,              # camera field of view: the workspace fills the image
     'execute_steps': 8,           # closed loop: actions executed per chunk before the next
-    #                               (chosen in-process on seeds 3,000,000+: 5: 90%, 8 and 10:
-    #                               95%; a new chunk every frame dithers and fails)
+    #                               (see the README: chosen on seeds 3,000,000+)
     'threads': 1,                 # torch threads while training (1 is fastest under load)
     'config': {                   # changes to config/<plan>.yaml
         'name': 'default_reach',

@@ -172,8 +172,10 @@ def apply_overrides(config, options):
     return dataclasses.replace(config, train=train).validate()
 
 
-def build_tokenizer(config, instructions, run_dir, ctx, resume=None):
+def build_tokenizer(config, instructions, run_dir, ctx, checkpoint=None):
     """Load or build the tokenizer: the checkpoint's, the config's or a word tokenizer.
+
+    `checkpoint` is the one resumed or fine-tuned from: its weights need its word ids.
 
     Without a tokenizer_path (tiny configs) a word-level tokenizer over the dataset's
     instructions is built by rank 0 into <run_dir>/tokenizer and loaded by every rank.
@@ -182,8 +184,8 @@ def build_tokenizer(config, instructions, run_dir, ctx, resume=None):
     from spatialvla_ros.models.tokenizer import load_tokenizer
     from spatialvla_ros.training.distributed import barrier
 
-    if resume:
-        tokenizer = load_tokenizer(os.path.join(resume, 'tokenizer'))
+    if checkpoint:
+        tokenizer = load_tokenizer(os.path.join(checkpoint, 'tokenizer'))
     elif config.language_model.tokenizer_path:
         tokenizer = load_tokenizer(config.language_model.tokenizer_path)
     else:
