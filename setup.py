@@ -47,7 +47,7 @@ setup(
             'generate_demos = spatialvla_ros.tools.generate_demos:main',
             'train_node = spatialvla_ros.nodes.train_node:main',
             'spatialvla_train = spatialvla_ros.tools.train:main',
-            'replay_eval = spatialvla_ros.nodes.replay_eval:main',
+            'replay_eval = spatialvla_ros.tools.replay_eval:main',
             'spatialvla_demo = spatialvla_ros.tools.demo:main',
             'spatialvla_compare = spatialvla_ros.tools.compare_plans:main',
         ],

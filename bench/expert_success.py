@@ -39,7 +39,7 @@ def _init():
 
 
 def _run(job):
-    from spatialvla_ros.sim.episode import run_episode
+    from spatialvla_ros.sim.rollout import run_episode
     task_name, seed = job
     task, success, steps = run_episode(_worker['env'], task_name, seed, T0_NS, ik=_worker['ik'])
     return task_name, seed, success, steps, task.instruction

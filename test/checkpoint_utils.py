@@ -48,7 +48,7 @@ def make_tiny_checkpoint(directory, plan='late_gemma', seed=0, edit_config=None)
     from spatialvla_ros.models.checkpoint import save_checkpoint
     from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
     from spatialvla_ros.models.tokenizer import build_word_tokenizer
-    from spatialvla_ros.policies.processor_spatialvla import NormalizationStats
+    from spatialvla_ros.core_types import NormalizationStats
 
     config = load_config(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
     if edit_config is not None:

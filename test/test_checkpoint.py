@@ -22,17 +22,17 @@ import pytest
 from safetensors.torch import load_file
 from safetensors.torch import save_file
 from spatialvla_ros.config import load_config
+from spatialvla_ros.core_types import NormalizationStats
+from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.models.checkpoint import CheckpointError
 from spatialvla_ros.models.checkpoint import load_checkpoint
 from spatialvla_ros.models.checkpoint import load_llava3d_weights
 from spatialvla_ros.models.checkpoint import save_checkpoint
 from spatialvla_ros.models.modeling_spatialvla import ModelObservation
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
-from spatialvla_ros.observation import RawObservation
-from spatialvla_ros.policies.policy_spatialvla import build_demo_tokenizer
 from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
-from spatialvla_ros.policies.processor_spatialvla import NormalizationStats
 from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
+from spatialvla_ros.sim.vocabulary import build_demo_tokenizer
 import torch
 from torch import nn
 import transformers

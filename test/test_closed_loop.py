@@ -38,7 +38,7 @@ def ros_process_env(ros_env, monkeypatch):
 
 
 def test_two_held_out_episodes_end_to_end(tmp_path_factory, tmp_path, ros_process_env):
-    from spatialvla_ros.evaluation import closed_loop
+    from spatialvla_ros.tools import closed_loop
     from spatialvla_ros.evaluation import report
 
     checkpoint = cached_checkpoint(tmp_path_factory, 'late_gemma')
@@ -73,7 +73,7 @@ def test_two_held_out_episodes_end_to_end(tmp_path_factory, tmp_path, ros_proces
 
 
 def test_held_out_seeds_are_disjoint_from_demonstration_seeds():
-    from spatialvla_ros.evaluation.closed_loop import HELD_OUT_SEED_START
+    from spatialvla_ros.tools.closed_loop import HELD_OUT_SEED_START
     from spatialvla_ros.tools.generate_demos import build_parser
 
     # Demonstrations start at seed 0 and would need a million episodes to reach the range.

@@ -38,7 +38,7 @@ def demos(tmp_path_factory):
     from spatialvla_ros.data.recorder import EpisodeRecorder
     from spatialvla_ros.sim import messages as sim_msgs
     from spatialvla_ros.sim.camera import CameraSpec
-    from spatialvla_ros.sim.episode import run_episode
+    from spatialvla_ros.sim.rollout import run_episode
     from spatialvla_ros.sim.panda_env import PandaEnv
 
     root = tmp_path_factory.mktemp('compare_demos')

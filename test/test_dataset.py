@@ -33,12 +33,12 @@ from rosbags.typesys import get_typestore
 from rosbags.typesys import Stores
 
 from spatialvla_ros.config import load_config
+from spatialvla_ros.data.bag_episodes import decode_episode
 from spatialvla_ros.data.bag_reader import BagError
 from spatialvla_ros.data.dataset import EpisodeDataset
 from spatialvla_ros.data.dataset import global_batch_indices
 from spatialvla_ros.data.dataset import load_episodes
 from spatialvla_ros.data.dataset import shard_range
-from spatialvla_ros.data.episode import decode_episode
 from spatialvla_ros.perception.observation_builder import sync_keys
 from spatialvla_ros.perception.sync import stamp_order
 from spatialvla_ros.perception.sync import StampSynchronizer

@@ -28,12 +28,12 @@ from spatialvla_ros.config import load_config
 from spatialvla_ros.models.fusion_common import attention_allowed
 from spatialvla_ros.models.fusion_common import build_transformer
 from spatialvla_ros.models.fusion_common import position_ids
-from spatialvla_ros.models.modeling_action_expert import ActionOutputHead
-from spatialvla_ros.models.modeling_action_expert import ActionSuffixEmbedding
-from spatialvla_ros.models.modeling_action_expert import build_fusion_backbone
-from spatialvla_ros.models.modeling_action_expert import LateFusionBackbone
-from spatialvla_ros.models.modeling_action_expert import suffix_block_ids
 from spatialvla_ros.models.modeling_deep_fusion import LlamaDeepFusion
+from spatialvla_ros.models.modeling_late_fusion import ActionOutputHead
+from spatialvla_ros.models.modeling_late_fusion import ActionSuffixEmbedding
+from spatialvla_ros.models.modeling_late_fusion import build_fusion_backbone
+from spatialvla_ros.models.modeling_late_fusion import LateFusionBackbone
+from spatialvla_ros.models.modeling_late_fusion import suffix_block_ids
 import torch
 import torch.nn.functional as F
 

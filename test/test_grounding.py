@@ -19,10 +19,10 @@ import os
 import numpy as np
 import pytest
 from spatialvla_ros.config import load_config
+from spatialvla_ros.core_types import NormalizationStats
+from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
 from spatialvla_ros.models.tokenizer import build_word_tokenizer
-from spatialvla_ros.observation import RawObservation
-from spatialvla_ros.policies.processor_spatialvla import NormalizationStats
 from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
 from spatialvla_ros.training.grounding import GroundingSample
 from spatialvla_ros.training.grounding import instruction_hidden

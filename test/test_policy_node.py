@@ -588,7 +588,7 @@ def test_two_cameras_depth_and_cloud(setup, tmp_path_factory):
 # ---------------------------------------------------------------- ROS-free runtime pieces
 
 def test_latest_wins_worker_runs_the_newest_job_and_counts_drops():
-    from spatialvla_ros.policies.runtime import LatestWinsWorker
+    from spatialvla_ros.nodes.policy_runtime import LatestWinsWorker
     gate, started, seen, starts = threading.Event(), threading.Event(), [], []
 
     def run(job):
@@ -618,7 +618,7 @@ def test_latest_wins_worker_runs_the_newest_job_and_counts_drops():
 
 
 def test_worker_survives_a_failing_job():
-    from spatialvla_ros.policies.runtime import LatestWinsWorker
+    from spatialvla_ros.nodes.policy_runtime import LatestWinsWorker
     errors, seen = [], []
     worker = LatestWinsWorker(lambda j: seen.append(j) if j else 1 / 0, on_error=errors.append)
     worker.start()
@@ -631,9 +631,9 @@ def test_worker_survives_a_failing_job():
 
 
 def test_watchdog_rejections_and_stamps_with_a_fake_clock():
-    from spatialvla_ros.policies import runtime
+    from spatialvla_ros.nodes import policy_runtime
     now = [100.0]
-    watchdog = runtime.InputWatchdog(0.5, clock=lambda: now[0])
+    watchdog = policy_runtime.InputWatchdog(0.5, clock=lambda: now[0])
     watchdog.reset(['/a', '/b'])
     assert watchdog.reason().startswith('waiting for input: no message yet on /a; no message '
                                         'yet on /b')
@@ -645,7 +645,7 @@ def test_watchdog_rejections_and_stamps_with_a_fake_clock():
     assert [name for name, _ in watchdog.stale()] == ['/a']
     assert 'no message on /a for 0.75 s (timeout 0.50 s)' in watchdog.reason()
 
-    log = runtime.RejectionLog(throttle_s=1.0, clock=lambda: now[0])
+    log = policy_runtime.RejectionLog(throttle_s=1.0, clock=lambda: now[0])
     assert log.record('/a', 'size', 'x')[1] is True
     assert log.record('/a', 'size', 'y')[1] is False      # throttled per topic and reason
     assert log.record('/b', 'size', 'z')[1] is True
@@ -656,33 +656,33 @@ def test_watchdog_rejections_and_stamps_with_a_fake_clock():
     assert total == 5 and by_reason['size'] == 4 and by_reason['encoding'] == 1
     assert last == '/a: dropped (size): v'
 
-    stamps = runtime.StampChecker(future_tolerance_s=0.1)
+    stamps = policy_runtime.StampChecker(future_tolerance_s=0.1)
     t = 1_000 * 10 ** 9
     stamps.check('/a', t, now_ns=t)
     stamps.commit('/a', t)
     stamps.check('/a', t, now_ns=t)  # a repeated stamp is left to the synchroniser
     for stamp, reason in ((t - 1, 'out_of_order'), (t + 2 * 10 ** 8, 'future_stamp'),
                           (0, 'invalid')):
-        with pytest.raises(runtime.Rejection) as info:
+        with pytest.raises(policy_runtime.Rejection) as info:
             stamps.check('/a', stamp, now_ns=t)
         assert info.value.reason == reason
     stamps.check('/b', t - 1, now_ns=t)  # order is per topic
 
     good = np.zeros((10, 8))
-    assert runtime.check_chunk(good, 10, 8).shape == (10, 8)
+    assert policy_runtime.check_chunk(good, 10, 8).shape == (10, 8)
     bad = good.copy()
     bad[3, 2] = np.nan
     for chunk, reason in ((bad, 'nonfinite'), (good[:9], 'invalid')):
-        with pytest.raises(runtime.Rejection) as info:
-            runtime.check_chunk(chunk, 10, 8)
+        with pytest.raises(policy_runtime.Rejection) as info:
+            policy_runtime.check_chunk(chunk, 10, 8)
         assert info.value.reason == reason
 
 
 def test_parameter_overrides_and_missing_checkpoint():
     from spatialvla_ros.config import ConfigError
     from spatialvla_ros.config import load_config
-    from spatialvla_ros.policies.node_parameters import data_config_with_overrides
-    from spatialvla_ros.policies.runtime import load_policy
+    from spatialvla_ros.nodes.policy_parameters import data_config_with_overrides
+    from spatialvla_ros.nodes.policy_runtime import load_policy
     data = load_config(os.path.join(REPO, 'config', 'late_gemma.yaml')).data
     cloud = data_config_with_overrides(
         data, {'front': {'depth_topic': '', 'cloud_topic': '/pts',
@@ -695,7 +695,7 @@ def test_parameter_overrides_and_missing_checkpoint():
         data_config_with_overrides(data, {'front': {'depth_topic': ''}})
     with pytest.raises(ValueError, match="'checkpoint_dir' is empty"):
         load_policy('')
-    from spatialvla_ros.policies.node_parameters import check_choices
+    from spatialvla_ros.nodes.policy_parameters import check_choices
     check_choices({'dtype': 'bfloat16', 'qos_reliability': 'reliable'})
     with pytest.raises(ValueError, match="parameter 'dtype': got 'float64'"):
         check_choices({'dtype': 'float64'})
@@ -721,5 +721,5 @@ def test_launch_file_declares_the_plain_commands_options():
     assert declared == options
     with open(os.path.join(REPO, 'config', 'params', 'policy_node.yaml'), encoding='utf-8') as f:
         params = yaml.safe_load(f)['policy_node']['ros__parameters']
-    from spatialvla_ros.policies.node_parameters import NODE_PARAMETERS
+    from spatialvla_ros.nodes.policy_parameters import NODE_PARAMETERS
     assert set(params) == {p.name for p in NODE_PARAMETERS}

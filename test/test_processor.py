@@ -19,13 +19,13 @@ import os
 import numpy as np
 import pytest
 from spatialvla_ros.config import load_config
+from spatialvla_ros.core_types import NormalizationStats
+from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
 from spatialvla_ros.models.tokenizer import tokenize_instructions
-from spatialvla_ros.observation import RawObservation
-from spatialvla_ros.policies.policy_spatialvla import build_demo_tokenizer
 from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
-from spatialvla_ros.policies.processor_spatialvla import NormalizationStats
 from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
+from spatialvla_ros.sim.vocabulary import build_demo_tokenizer
 import torch
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')

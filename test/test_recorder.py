@@ -117,7 +117,7 @@ def test_bag_metadata_is_a_ros2_bag(demos):
 
 def test_failed_episodes_are_dropped_unless_kept(tmp_path):
     # One tick is not enough to reach anything: the episode fails.
-    from spatialvla_ros.sim.episode import run_episode
+    from spatialvla_ros.sim.rollout import run_episode
     from spatialvla_ros.sim.panda_env import PandaEnv
     env = PandaEnv(None)
     try:

@@ -40,7 +40,7 @@ def bags(tmp_path_factory):
     from spatialvla_ros.data.recorder import EpisodeRecorder
     from spatialvla_ros.sim import messages as sim_msgs
     from spatialvla_ros.sim.camera import CameraSpec
-    from spatialvla_ros.sim.episode import run_episode
+    from spatialvla_ros.sim.rollout import run_episode
     from spatialvla_ros.sim.panda_env import PandaEnv
 
     root = tmp_path_factory.mktemp('replay_bags')
@@ -83,10 +83,10 @@ def recorded_actions(path):
 
 
 def evaluate(spawn, tmp_path, bag, shift, rate):
-    policy = spawn(['-m', 'spatialvla_ros.evaluation.replay_policy', '--bag', bag,
+    policy = spawn(['-m', 'spatialvla_ros.nodes.replay_policy', '--bag', bag,
                     '--shift-steps', str(shift)])
     out = tmp_path / f'report_shift{shift}'
-    evaluator = spawn(['-m', 'spatialvla_ros.nodes.replay_eval', bag, '--out-dir', str(out),
+    evaluator = spawn(['-m', 'spatialvla_ros.tools.replay_eval', bag, '--out-dir', str(out),
                        '--rate', str(rate), '--policy-node', '', '--wait-timeout', '60'])
     try:
         log, _ = evaluator.communicate(timeout=120)
@@ -147,8 +147,8 @@ def test_conversion_keeps_every_field_of_every_message(bags):
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import get_typestore
     from rosbags.typesys import Stores
-    from spatialvla_ros.evaluation.message_conversion import MessageConverter
-    from spatialvla_ros.evaluation.message_conversion import rclpy_class
+    from spatialvla_ros.perception.bag_messages import MessageConverter
+    from spatialvla_ros.perception.bag_messages import rclpy_class
 
     def same(a, b, where):
         if dataclasses.is_dataclass(a):

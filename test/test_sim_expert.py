@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 
 from spatialvla_ros.sim.constants import TASKS
-from spatialvla_ros.sim.episode import run_episode
-from spatialvla_ros.sim.episode import SimEpisode
 from spatialvla_ros.sim.expert import PandaIK
 from spatialvla_ros.sim.panda_env import ACTION_NAMES
 from spatialvla_ros.sim.panda_env import HOME
 from spatialvla_ros.sim.panda_env import PandaEnv
+from spatialvla_ros.sim.rollout import run_episode
+from spatialvla_ros.sim.rollout import SimEpisode
 from spatialvla_ros.sim.tasks import DIRECTIONS
 from spatialvla_ros.sim.tasks import sample_episode
 from spatialvla_ros.sim.tasks import Task

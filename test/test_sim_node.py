@@ -232,7 +232,7 @@ def test_camera_topics_and_trajectory_execution_over_dds(spawn, probe):
 
 
 def test_expert_mode_matches_offline_episode(spawn, probe):
-    from spatialvla_ros.sim.episode import run_episode
+    from spatialvla_ros.sim.rollout import run_episode
     from spatialvla_ros.sim.panda_env import PandaEnv
     from std_srvs.srv import Trigger
     proc = spawn(['-m', NODE, '--ros-args', '-p', 'task:=reach', '-p', 'seed:=1',

@@ -33,7 +33,7 @@ import time
 import numpy as np
 import pytest
 from spatialvla_ros.models.checkpoint import load_checkpoint
-from spatialvla_ros.training import checkpointing
+from spatialvla_ros.training import train_state
 from spatialvla_ros.training.options import TrainOptions
 from spatialvla_ros.training.progress import read_csv
 from spatialvla_ros.training.schedule import warmup_cosine_factor
@@ -105,7 +105,7 @@ def test_warmup_cosine_schedule_and_json_state():
 
 def test_run_writes_policy_checkpoint_log_and_plot(reference):
     run_dir, summary = reference['dir'], reference['summary']
-    latest = checkpointing.latest_checkpoint(run_dir)
+    latest = train_state.latest_checkpoint(run_dir)
     assert latest == summary['checkpoint'] and latest.endswith('step_0000006')
     model, config, stats, tokenizer = load_checkpoint(latest)  # what the policy node does
     for name, value in model.state_dict().items():
@@ -158,7 +158,7 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(demos, reference, tmp
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = checkpointing.latest_checkpoint(tmp_path)
+    killed_at = train_state.latest_checkpoint(tmp_path)
     assert killed_at is not None
     _, summary = run(options(demos, tmp_path, resume=True))
     assert summary['checkpoint'].endswith('step_0000006')
@@ -205,7 +205,7 @@ def test_sigkill_during_checkpoint_write_leaves_latest_loadable(demos, tmp_path)
         proc.wait()
     leftovers = _staging(root)
     assert leftovers, 'the writer was not caught mid-write'
-    latest = checkpointing.latest_checkpoint(tmp_path)
+    latest = train_state.latest_checkpoint(tmp_path)
     model, config, stats, _ = load_checkpoint(latest)
     assert config.plan == 'late_gemma' and stats.action_dim == 8
     # The next run removes the half-written staging directory and resumes from `latest`.

@@ -31,10 +31,10 @@ import os
 
 import numpy as np
 
+from spatialvla_ros.data.bag_episodes import decode_episode
+from spatialvla_ros.data.bag_episodes import Episode
 from spatialvla_ros.data.bag_reader import bag_mtime_ns
 from spatialvla_ros.data.bag_reader import find_bags
-from spatialvla_ros.data.episode import decode_episode
-from spatialvla_ros.data.episode import Episode
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class EpisodeDataset:
 
     def compute_stats(self):
         """Compute the normalisation statistics of states and valid action steps (saved once)."""
-        from spatialvla_ros.policies.processor_spatialvla import NormalizationStats
+        from spatialvla_ros.core_types import NormalizationStats
 
         if len(self) == 0:
             raise ValueError('dataset: no sample to compute normalisation statistics from')

@@ -98,7 +98,7 @@ def heldout_action_error(policy, episodes, max_samples=256, batch_size=16, seed=
     checkpoint's statistics) and their ratio.
     """
     from spatialvla_ros.data.dataset import EpisodeDataset
-    from spatialvla_ros.training.evaluation import val_indices
+    from spatialvla_ros.training.validation import val_indices
 
     dataset = EpisodeDataset(episodes)
     if len(dataset) == 0:

@@ -35,7 +35,7 @@ import threading
 import time
 
 from spatialvla_ros.models import flow_matching
-from spatialvla_ros.models.modeling_action_expert import suffix_block_ids
+from spatialvla_ros.models.modeling_late_fusion import suffix_block_ids
 import torch
 
 

@@ -275,7 +275,7 @@ def plot_closed_loop(results, path, max_episodes=12):
 
 def closed_loop_rows(results, tasks):
     """Rows of the per-task success table (formatted)."""
-    from spatialvla_ros.evaluation.closed_loop import summarize
+    from spatialvla_ros.tools.closed_loop import summarize
 
     rows = []
     for task, s in summarize(results, tasks).items():
@@ -290,7 +290,7 @@ def closed_loop_rows(results, tasks):
 
 def write_closed_loop_report(results, options, out_dir, notes=()):
     """report.md, episodes.csv, summary.json and closed_loop.png; returns the report path."""
-    from spatialvla_ros.evaluation.closed_loop import summarize
+    from spatialvla_ros.tools.closed_loop import summarize
 
     os.makedirs(out_dir, exist_ok=True)
     png = plot_closed_loop(results, os.path.join(out_dir, 'closed_loop.png'))

@@ -184,7 +184,7 @@ def load_checkpoint(directory, device='cpu', dtype=None):
 
     Gives (model in eval mode, config, stats, tokenizer).
     """
-    from spatialvla_ros.policies.processor_spatialvla import NormalizationStats
+    from spatialvla_ros.core_types import NormalizationStats
 
     directory = os.fspath(directory)
     if not os.path.isdir(directory):

@@ -27,11 +27,11 @@ from dataclasses import fields
 
 from spatialvla_ros.models import flow_matching
 from spatialvla_ros.models.fusion_common import build_transformer
-from spatialvla_ros.models.modeling_action_expert import ActionOutputHead
-from spatialvla_ros.models.modeling_action_expert import ActionSuffixEmbedding
-from spatialvla_ros.models.modeling_action_expert import build_fusion_backbone
-from spatialvla_ros.models.modeling_action_expert import suffix_block_ids
 from spatialvla_ros.models.modeling_encoder3d import SpatialVLAEncoder3D
+from spatialvla_ros.models.modeling_late_fusion import ActionOutputHead
+from spatialvla_ros.models.modeling_late_fusion import ActionSuffixEmbedding
+from spatialvla_ros.models.modeling_late_fusion import build_fusion_backbone
+from spatialvla_ros.models.modeling_late_fusion import suffix_block_ids
 import torch
 from torch import nn
 

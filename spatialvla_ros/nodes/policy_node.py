@@ -18,7 +18,7 @@ The policy node: synchronised RGB-D / point clouds + joint state + instruction -
 A managed (lifecycle) node. configure loads the checkpoint (torch is imported there), activate
 starts publishing, deactivate stops, cleanup frees the model. ROS plumbing only: conversions,
 synchronisation and observation building live in spatialvla_ros.perception, inference in
-spatialvla_ros.policies, the worker / watchdog / counters in spatialvla_ros.policies.runtime.
+spatialvla_ros.policies, the worker / watchdog / counters in spatialvla_ros.nodes.policy_runtime.
 """
 
 import array
@@ -48,13 +48,13 @@ from sensor_msgs.msg import CameraInfo
 from sensor_msgs.msg import Image
 from sensor_msgs.msg import JointState
 from sensor_msgs.msg import PointCloud2
+from spatialvla_ros.nodes import policy_parameters
+from spatialvla_ros.nodes import policy_runtime
 from spatialvla_ros.perception import conversions
 from spatialvla_ros.perception import observation_builder
 from spatialvla_ros.perception.conversions import stamp_to_ns
 from spatialvla_ros.perception.observation_builder import ObservationBuilder
 from spatialvla_ros.perception.sync import StampSynchronizer
-from spatialvla_ros.policies import node_parameters
-from spatialvla_ros.policies import runtime
 from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from std_msgs.msg import String
@@ -100,7 +100,7 @@ class PolicyNode(LifecycleNode):
 
     def __init__(self, node_name='policy_node', **kwargs):
         super().__init__(node_name, **kwargs)
-        for p in node_parameters.NODE_PARAMETERS:
+        for p in policy_parameters.NODE_PARAMETERS:
             self.declare_parameter(p.name, p.default, _descriptor(p))
         self._lifecycle = 'unconfigured'
         self._error = ''
@@ -110,11 +110,11 @@ class PolicyNode(LifecycleNode):
         self._inputs, self._waiting = [], ''
         self._joint_state = self._instruction = None
         self._device = ''
-        self._rejections = runtime.RejectionLog(self._p('warn_throttle_s'))
+        self._rejections = policy_runtime.RejectionLog(self._p('warn_throttle_s'))
         self._suppressed = collections.Counter()
-        self._stamps = runtime.StampChecker(self._p('future_tolerance_s'))
-        self._watchdog = runtime.InputWatchdog(self._p('input_timeout_s'))
-        self._rate = runtime.RateMeter()
+        self._stamps = policy_runtime.StampChecker(self._p('future_tolerance_s'))
+        self._watchdog = policy_runtime.InputWatchdog(self._p('input_timeout_s'))
+        self._rate = policy_runtime.RateMeter()
         self._published = self._dropped_before = 0
         self._last_latency = 0.0
         self._status_pub = self.create_publisher(PolicyStatus, self._p('status_topic'), 10)
@@ -142,14 +142,14 @@ class PolicyNode(LifecycleNode):
         return super().on_configure(state)
 
     def on_activate(self, state):
-        self._stamps = runtime.StampChecker(self._p('future_tolerance_s'))
-        self._watchdog = runtime.InputWatchdog(self._p('input_timeout_s'))
+        self._stamps = policy_runtime.StampChecker(self._p('future_tolerance_s'))
+        self._watchdog = policy_runtime.InputWatchdog(self._p('input_timeout_s'))
         self._watchdog.reset(self._inputs + [SYNC_INPUT])
         self._sync.reset()
-        self._rejections = runtime.RejectionLog(self._p('warn_throttle_s'))
+        self._rejections = policy_runtime.RejectionLog(self._p('warn_throttle_s'))
         self._suppressed.clear()
         rate = self._p('max_rate_hz')
-        self._worker = runtime.LatestWinsWorker(
+        self._worker = policy_runtime.LatestWinsWorker(
             self._infer, min_period_s=1.0 / rate if rate > 0 else 0.0,
             on_error=self._on_worker_error)
         self._worker.start()
@@ -178,9 +178,9 @@ class PolicyNode(LifecycleNode):
         self._teardown()
 
     def _configure(self):
-        node_parameters.check_choices({p.name: self._p(p.name)
-                                       for p in node_parameters.NODE_PARAMETERS})
-        self._policy, self._device = runtime.load_policy(
+        policy_parameters.check_choices({p.name: self._p(p.name)
+                                         for p in policy_parameters.NODE_PARAMETERS})
+        self._policy, self._device = policy_runtime.load_policy(
             self._p('checkpoint_dir'), self._p('device'), self._p('dtype'),
             self._p('num_steps'), self._p('plan'))
         config = self._policy.config
@@ -220,7 +220,7 @@ class PolicyNode(LifecycleNode):
         cameras = {}
         for cam in data.cameras:
             cameras[cam.name] = {}
-            for field_name, description in node_parameters.CAMERA_PARAMETERS:
+            for field_name, description in policy_parameters.CAMERA_PARAMETERS:
                 name = f'cameras.{cam.name}.{field_name}'
                 default = getattr(cam, field_name)
                 if not self.has_parameter(name):
@@ -228,7 +228,7 @@ class PolicyNode(LifecycleNode):
                         name, list(default) if isinstance(default, tuple) else default,
                         ParameterDescriptor(description=description, dynamic_typing=True))
                 cameras[cam.name][field_name] = self._p(name)
-        return node_parameters.data_config_with_overrides(
+        return policy_parameters.data_config_with_overrides(
             data, cameras, self._p('state_topic'), self._p('instruction_topic'))
 
     def _subscribe(self, msg_type, topic, qos, callback, required=True):
@@ -263,7 +263,7 @@ class PolicyNode(LifecycleNode):
 
     # ------------------------------------------------------------------ inputs
     def _reject(self, topic, exc, default='invalid'):
-        reason = runtime.classify_error(exc, default)
+        reason = policy_runtime.classify_error(exc, default)
         message, should_log = self._rejections.record(topic, reason, str(exc))
         if should_log:
             self.get_logger().warning(message)
@@ -312,7 +312,7 @@ class PolicyNode(LifecycleNode):
         text = msg.data.strip()
         if not text:
             self._reject(self._instruction_topic,
-                         runtime.Rejection('invalid', 'empty instruction'))
+                         policy_runtime.Rejection('invalid', 'empty instruction'))
             return
         if text != self._instruction:
             self.get_logger().info(f'instruction: {text!r}')
@@ -345,13 +345,13 @@ class PolicyNode(LifecycleNode):
             obs = self._builder.build(job.messages, job.joint_state, job.instruction,
                                       job.stamp_ns)
         except ValueError as exc:
-            self._reject(SYNC_INPUT, runtime.Rejection('frame', str(exc)))
+            self._reject(SYNC_INPUT, policy_runtime.Rejection('frame', str(exc)))
             return
         seed = self._p('seed')
         try:
             chunk = self._policy.predict_chunk(obs, seed=seed if seed >= 0 else None)
             act = self._config.action
-            chunk = runtime.check_chunk(chunk, act.chunk_size, act.action_dim)
+            chunk = policy_runtime.check_chunk(chunk, act.chunk_size, act.action_dim)
         except ValueError as exc:
             self._suppress('refused_action', f'not published: {exc}')
             return
@@ -450,7 +450,7 @@ def main(args=None):
     argv = sys.argv[1:] if args is None else list(args)
     ros_start = argv.index('--ros-args') if '--ros-args' in argv else len(argv)
     if any(a in ('-h', '--help') for a in argv[:ros_start]):
-        print(USAGE + node_parameters.describe_parameters())
+        print(USAGE + policy_parameters.describe_parameters())
         return 0
     rclpy.init(args=[sys.argv[0]] + argv)
     node = PolicyNode()

@@ -15,7 +15,7 @@
 """ROS 2 node around the PyBullet Panda workcell, with seeded task episodes.
 
 It acts as an RGB-D camera driver plus a joint trajectory controller.
-Thin by design: the episode logic lives in spatialvla_ros.sim.episode and every message is the
+Thin by design: the episode logic lives in spatialvla_ros.sim.rollout and every message is the
 CDR payload that the offline demo generator writes into its bags (published as raw bytes), so
 live topics and recorded bags cannot drift apart.
 """
@@ -191,7 +191,7 @@ class SimNode(Node):
         if self.episode is not None:
             self.episode.close()
         now = self.get_clock().now().nanoseconds
-        from spatialvla_ros.sim.episode import SimEpisode
+        from spatialvla_ros.sim.rollout import SimEpisode
         self.episode = SimEpisode(self.env, self._param('task'), self._param('seed'),
                                   max(now, 1), self._rate, self.topics,
                                   expert=self._param('expert'), ik=self.ik,

@@ -31,7 +31,7 @@ Assumptions, stated once:
 
 import numpy as np
 
-from spatialvla_ros.observation import RawObservation
+from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.perception import conversions
 from spatialvla_ros.perception import geometry
 from spatialvla_ros.perception.conversions import MessageError

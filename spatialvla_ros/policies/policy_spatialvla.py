@@ -23,27 +23,8 @@ import collections
 
 import numpy as np
 from spatialvla_ros.models.checkpoint import load_checkpoint
-from spatialvla_ros.models.tokenizer import build_word_tokenizer
 from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
 import torch
-
-# Words of the simulator's instructions (sim/tasks.py: "reach the red cube", "push the blue
-# sphere left", "put the green cube in the tray", ...) and a few more for hand-typed ones.
-DEMO_WORDS = (
-    'reach', 'push', 'pick', 'place', 'put', 'move', 'lift', 'grasp', 'open', 'close',
-    'stack', 'touch', 'go', 'to', 'toward', 'towards', 'up', 'down', 'the', 'a', 'an', 'it',
-    'and', 'then', 'on', 'onto', 'in', 'into', 'of', 'at', 'from', 'with', 'gripper',
-    'red', 'green', 'blue', 'yellow', 'white', 'black', 'orange', 'purple',
-    'cube', 'sphere', 'block', 'box', 'tray', 'duck', 'lego', 'ball', 'object', 'target',
-    'table',
-    'left', 'right', 'forward', 'backward', 'front', 'back', 'behind', 'near', 'far',
-    'above', 'below', 'top', 'center', 'middle', 'side', 'next', 'small', 'big', 'large',
-)
-
-
-def build_demo_tokenizer(save_dir):
-    """Word-level tokenizer over the simulator's instruction vocabulary."""
-    return build_word_tokenizer(list(DEMO_WORDS), save_dir)
 
 
 class SpatialVLAPolicy:
@@ -123,4 +104,4 @@ class SpatialVLAPolicy:
         return self._queue.popleft()
 
 
-__all__ = ['DEMO_WORDS', 'SpatialVLAPolicy', 'build_demo_tokenizer']
+__all__ = ['SpatialVLAPolicy']

@@ -21,115 +21,11 @@ non-finite values, clip to the joint limits. The statistics travel with the chec
 (normalization.safetensors) so the policy node, the bag evaluator and training share them.
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 from spatialvla_ros.models.modeling_spatialvla import ModelBatch
 from spatialvla_ros.models.modeling_spatialvla import ModelObservation
 from spatialvla_ros.models.tokenizer import tokenize_instructions
 import torch
-
-_STAT_KEYS = ('state_mean', 'state_std', 'action_mean', 'action_std')
-
-
-@dataclass
-class NormalizationStats:
-    """Per-dimension mean / std of state and action (z-score normalisation)."""
-
-    state_mean: np.ndarray   # (S,) float32
-    state_std: np.ndarray    # (S,) float32, >= the floor used when computed
-    action_mean: np.ndarray  # (A,) float32
-    action_std: np.ndarray   # (A,) float32
-
-    def __post_init__(self):
-        for key in _STAT_KEYS:
-            value = np.asarray(getattr(self, key), dtype=np.float32)
-            if value.ndim != 1 or not np.all(np.isfinite(value)):
-                raise ValueError(f'normalization.{key}: got shape {value.shape} '
-                                 f'(finite={bool(np.all(np.isfinite(value)))}), '
-                                 'expected a finite 1-D vector')
-            setattr(self, key, value)
-        for kind in ('state', 'action'):
-            mean, std = getattr(self, f'{kind}_mean'), getattr(self, f'{kind}_std')
-            if mean.shape != std.shape:
-                raise ValueError(f'normalization.{kind}_std: got shape {std.shape}, '
-                                 f'expected {mean.shape} like {kind}_mean')
-            if np.any(std <= 0):
-                raise ValueError(f'normalization.{kind}_std: got {std.tolist()}, '
-                                 'expected values > 0')
-
-    @property
-    def state_dim(self):
-        return self.state_mean.shape[0]
-
-    @property
-    def action_dim(self):
-        return self.action_mean.shape[0]
-
-    @classmethod
-    def identity(cls, state_dim, action_dim):
-        """Stats that change nothing (tests, or data already in a unit range)."""
-        return cls(np.zeros(state_dim), np.ones(state_dim), np.zeros(action_dim),
-                   np.ones(action_dim))
-
-    @classmethod
-    def from_arrays(cls, states, actions, action_mask=None, std_floor=1e-3):
-        """
-        Compute stats from training data.
-
-        Arguments, by name:
-            states: (N, S) states.
-            actions: (N, A) or (N, H, A) actions in robot units.
-            action_mask: optional (N,) or (N, H) bool; False marks padded steps to ignore.
-            std_floor: lower bound of each std, so a constant dimension (a gripper that never
-                moved) does not blow up to inf after normalisation.
-        """
-        states = np.asarray(states, dtype=np.float64)
-        actions = np.asarray(actions, dtype=np.float64)
-        if states.ndim != 2 or states.shape[0] == 0:
-            raise ValueError(f'states: got shape {states.shape}, expected (N>0, state_dim)')
-        if actions.ndim not in (2, 3) or actions.shape[0] == 0:
-            raise ValueError(f'actions: got shape {actions.shape}, expected (N>0, action_dim) '
-                             'or (N>0, H, action_dim)')
-        flat = actions.reshape(-1, actions.shape[-1])
-        if action_mask is not None:
-            mask = np.asarray(action_mask, dtype=bool).reshape(-1)
-            if mask.shape[0] != flat.shape[0]:
-                raise ValueError(f'action_mask: got {np.shape(action_mask)}, expected '
-                                 f'{actions.shape[:-1]} (the leading dims of actions)')
-            flat = flat[mask]
-        if flat.shape[0] == 0:
-            raise ValueError('actions: no valid (unmasked) step to compute statistics from')
-        for name, arr in (('states', states), ('actions', flat)):
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f'{name}: contains NaN or inf')
-        return cls(states.mean(0), np.maximum(states.std(0), std_floor),
-                   flat.mean(0), np.maximum(flat.std(0), std_floor))
-
-    def normalize_state(self, state):
-        return (state - self.state_mean) / self.state_std
-
-    def normalize_action(self, action):
-        return (action - self.action_mean) / self.action_std
-
-    def unnormalize_action(self, action):
-        return action * self.action_std + self.action_mean
-
-    def to_tensors(self):
-        """Flat dict of float32 tensors for safetensors."""
-        return {key: torch.from_numpy(getattr(self, key).copy()) for key in _STAT_KEYS}
-
-    @classmethod
-    def from_tensors(cls, tensors, source='<tensors>'):
-        missing = [k for k in _STAT_KEYS if k not in tensors]
-        unexpected = sorted(set(tensors) - set(_STAT_KEYS))
-        if missing or unexpected:
-            raise ValueError(f'{source}: normalization tensors missing {missing}, unexpected '
-                             f'{unexpected}; expected exactly {list(_STAT_KEYS)}')
-        try:
-            return cls(**{k: tensors[k].detach().float().cpu().numpy() for k in _STAT_KEYS})
-        except ValueError as exc:
-            raise ValueError(f'{source}: {exc}') from None
 
 
 class SpatialVLAProcessor:
@@ -259,4 +155,4 @@ class SpatialVLAProcessor:
         return out
 
 
-__all__ = ['NormalizationStats', 'SpatialVLAProcessor']
+__all__ = ['SpatialVLAProcessor']

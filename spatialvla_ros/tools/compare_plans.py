@@ -112,7 +112,7 @@ def _say(text):
 def run(ns, plans, tasks, checkpoints, env=None):
     import torch
 
-    from spatialvla_ros.evaluation import closed_loop
+    from spatialvla_ros.tools import closed_loop
     from spatialvla_ros.evaluation import comparison
 
     torch.set_num_threads(max(1, ns.threads))
@@ -141,7 +141,7 @@ def run(ns, plans, tasks, checkpoints, env=None):
     sim = None
     try:
         if ns.episodes > 0:   # one simulator process serves every plan
-            from spatialvla_ros.evaluation.processes import start_sim
+            from spatialvla_ros.tools.processes import start_sim
             sim = start_sim(os.path.join(out, 'sim_node.log'),
                             closed_loop.sim_parameters(cl_options), env)
         results, configs, heldout_sets = _measure_plans(
@@ -160,7 +160,7 @@ def run(ns, plans, tasks, checkpoints, env=None):
 def _measure_plans(ns, plans, tasks, checkpoints, data, out, cache, overrides, cl_options, sim,
                    env):
     from spatialvla_ros.config import load_config
-    from spatialvla_ros.evaluation import closed_loop
+    from spatialvla_ros.tools import closed_loop
     from spatialvla_ros.evaluation import comparison
     from spatialvla_ros.evaluation import report
     from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy

@@ -110,7 +110,7 @@ def main(args=None):
         print(f'spatialvla_demo: error: {exc}', file=sys.stderr)
         return 1
     recipe = _recipe(checkpoint)
-    from spatialvla_ros.evaluation import closed_loop
+    from spatialvla_ros.tools import closed_loop
     from spatialvla_ros.evaluation import report
 
     task = ns.task or recipe.get('recipe', {}).get('task', 'reach')

@@ -16,7 +16,7 @@
 
 Episode i runs task tasks[i % len(tasks)] with seed seed_start + i and is written to
 OUT/<task>_<seed:06d>/ with exactly the topics, types and stamps the sim node publishes live
-(see spatialvla_ros.sim.episode). Episodes are independent, so they are spread over worker
+(see spatialvla_ros.sim.rollout). Episodes are independent, so they are spread over worker
 processes (no ROS middleware involved). OUT/summary.json lists every episode's outcome.
 """
 
@@ -52,7 +52,7 @@ def _init_worker(options):
 def _run_one(job):
     from spatialvla_ros.data.recorder import EpisodeRecorder
     from spatialvla_ros.sim import messages as sim_msgs
-    from spatialvla_ros.sim.episode import run_episode
+    from spatialvla_ros.sim.rollout import run_episode
     task_name, seed = job
     options, topics = _worker['options'], _worker['topics']
     path = os.path.join(options['out'], f'{task_name}_{seed:06d}')

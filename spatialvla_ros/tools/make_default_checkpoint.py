@@ -146,7 +146,7 @@ def _reach_episode(env, ik, seed, target, sink, detour=0.0, detour_ticks=(3, 12)
     without what follows a policy never sees how the reach ends (it learns to hover). The
     loop is sim.episode.run_episode's, with the task replaced.
     """
-    from spatialvla_ros.sim.episode import SimEpisode
+    from spatialvla_ros.sim.rollout import SimEpisode
     from spatialvla_ros.sim.expert import ScriptedExpert
     from spatialvla_ros.sim.messages import SimTopics
     from spatialvla_ros.sim.tasks import SuccessChecker
@@ -237,7 +237,7 @@ def grounding_samples(seeds, image_size, fov_deg, config):
     from spatialvla_ros.perception.observation_builder import key_topics
     from spatialvla_ros.perception.observation_builder import ObservationBuilder
     from spatialvla_ros.sim.camera import CameraSpec
-    from spatialvla_ros.sim.episode import SimEpisode
+    from spatialvla_ros.sim.rollout import SimEpisode
     from spatialvla_ros.sim.messages import SimTopics
     from spatialvla_ros.sim.panda_env import PandaEnv
     from spatialvla_ros.sim.tasks import reach_task
@@ -272,8 +272,8 @@ def pretrain_vlm(config, recipe, work):
 
     from spatialvla_ros.models.checkpoint import save_checkpoint
     from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
-    from spatialvla_ros.policies.policy_spatialvla import build_demo_tokenizer
-    from spatialvla_ros.policies.processor_spatialvla import NormalizationStats
+    from spatialvla_ros.sim.vocabulary import build_demo_tokenizer
+    from spatialvla_ros.core_types import NormalizationStats
     from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
     from spatialvla_ros.training.grounding import pretrain_grounding
 
@@ -463,7 +463,7 @@ def write_readme(out, info):
 
 def evaluate(checkpoint, episodes, recipe, work):
     """Closed-loop success on held-out seeds; returns the summary row of the task."""
-    from spatialvla_ros.evaluation import closed_loop
+    from spatialvla_ros.tools import closed_loop
     from spatialvla_ros.evaluation import report
 
     options = closed_loop.ClosedLoopOptions(

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import time
 
 import numpy as np
+from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.models.fusion_common import position_ids
 from spatialvla_ros.models.fusion_common import prefix_attention_mask
-from spatialvla_ros.observation import RawObservation
 import torch
 from torch import nn
 

@@ -36,10 +36,8 @@ from spatialvla_ros.data.dataset import global_batch_indices
 from spatialvla_ros.data.dataset import load_episodes
 from spatialvla_ros.data.dataset import shard_range
 from spatialvla_ros.data.dataset import split_episodes
-from spatialvla_ros.training import checkpointing
 from spatialvla_ros.training import distributed
-from spatialvla_ros.training.evaluation import evaluate
-from spatialvla_ros.training.evaluation import val_indices
+from spatialvla_ros.training import train_state
 from spatialvla_ros.training.loss import FlowLossModule
 from spatialvla_ros.training.loss import sample_seed
 from spatialvla_ros.training.loss import TRAIN_STREAM
@@ -50,6 +48,8 @@ from spatialvla_ros.training.progress import plot_losses
 from spatialvla_ros.training.progress import progress_bar
 from spatialvla_ros.training.progress import truncate_jsonl
 from spatialvla_ros.training.schedule import WarmupCosineSchedule
+from spatialvla_ros.training.validation import evaluate
+from spatialvla_ros.training.validation import val_indices
 import torch
 
 logger = logging.getLogger(__name__)
@@ -134,17 +134,17 @@ class Trainer:
         """Load data, statistics, tokenizer; build, wrap and optimise the model; resume."""
         from spatialvla_ros.models.checkpoint import read_safetensors
         from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
-        from spatialvla_ros.policies.processor_spatialvla import NormalizationStats
+        from spatialvla_ros.core_types import NormalizationStats
         from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
 
         opts, ctx, cfg = self.options, self.ctx, self.config
         os.makedirs(self.run_dir, exist_ok=True)
         if ctx.is_main:
-            checkpointing.clean_staging(self.run_dir)
+            train_state.clean_staging(self.run_dir)
         distributed.barrier(ctx)
         seed_everything(cfg.train.seed)
         self._load_data()
-        resume = checkpointing.latest_checkpoint(self.run_dir) if opts.resume else None
+        resume = train_state.latest_checkpoint(self.run_dir) if opts.resume else None
         if opts.resume and resume is None and ctx.is_main:
             logger.warning('%s: no checkpoint to resume from; starting from step 0',
                            self.run_dir)
@@ -162,7 +162,7 @@ class Trainer:
         with torch.device(ctx.device):
             self.model = SpatialVLAModel(cfg)
         if resume or opts.init_checkpoint:
-            checkpointing.load_model_weights(self.model, resume or opts.init_checkpoint)
+            train_state.load_model_weights(self.model, resume or opts.init_checkpoint)
         self.model.train()
         precision = opts.precision
         if precision == 'auto':
@@ -178,8 +178,8 @@ class Trainer:
                                               cfg.train.steps)
         self.start_step, self.elapsed0 = 0, 0.0
         if resume:
-            state = checkpointing.load_training_state(resume, self.loss_module, self.optimizer,
-                                                      self.scheduler)
+            state = train_state.load_training_state(resume, self.loss_module, self.optimizer,
+                                                    self.scheduler)
             self.start_step = int(state['step'])
             self.elapsed0 = float(state.get('elapsed_s', 0.0))
             if ctx.is_main:
@@ -227,7 +227,7 @@ class Trainer:
                         self.autocast if self.autocast_dtype else None)
 
     def save(self, step, elapsed):
-        return checkpointing.save_training_checkpoint(
+        return train_state.save_training_checkpoint(
             self.run_dir, step, self.loss_module, self.optimizer, self.scheduler, self.stats,
             self.tokenizer, self.ctx, extra={'elapsed_s': elapsed, 'seed': self.config.train.seed})
 

@@ -38,10 +38,10 @@ from rosbags.interfaces import QosReliability
 from rosbags.typesys import get_typestore
 from rosbags.typesys import Stores
 
-from spatialvla_ros.evaluation.message_conversion import ConversionError
-from spatialvla_ros.evaluation.message_conversion import MessageConverter
-from spatialvla_ros.evaluation.message_conversion import rclpy_class
 from spatialvla_ros.evaluation.replay import stamp_ns
+from spatialvla_ros.perception.bag_messages import ConversionError
+from spatialvla_ros.perception.bag_messages import MessageConverter
+from spatialvla_ros.perception.bag_messages import rclpy_class
 
 logger = logging.getLogger(__name__)
 NS = 1_000_000_000

@@ -36,9 +36,9 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
 from spatialvla_ros.evaluation import replay
-from spatialvla_ros.evaluation.bag_player import BagPlaybackError
-from spatialvla_ros.evaluation.bag_player import BagPlayer
-from spatialvla_ros.evaluation.bag_player import message_stamp_ns
+from spatialvla_ros.nodes.bag_player import BagPlaybackError
+from spatialvla_ros.nodes.bag_player import BagPlayer
+from spatialvla_ros.nodes.bag_player import message_stamp_ns
 from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from trajectory_msgs.msg import JointTrajectory
@@ -108,7 +108,7 @@ class ReplayResult:
 
 def read_recorded_actions(path, topic):
     """Read the RecordedActions of `topic` in the bag at `path` (JointTrajectory, JointState)."""
-    from spatialvla_ros.evaluation.bag_player import open_bag
+    from spatialvla_ros.nodes.bag_player import open_bag
 
     reader = open_bag(path)
     try:

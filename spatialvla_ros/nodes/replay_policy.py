@@ -22,7 +22,7 @@ the training data's own `data.episode.action_chunk`. With shift 0 a replay evalu
 same bag must score exactly zero error, with shift s it must score the recorded actions'
 s-step differences. Steps past the end of the recording are left out of the trajectory.
 
-    python -m spatialvla_ros.evaluation.replay_policy --bag BAG [--shift-steps 1]
+    python -m spatialvla_ros.nodes.replay_policy --bag BAG [--shift-steps 1]
 """
 
 import argparse
@@ -72,7 +72,7 @@ class ReplayPolicyNode(Node):
 
     def __init__(self, ns):
         super().__init__('replay_policy')
-        from spatialvla_ros.data.episode import action_chunk
+        from spatialvla_ros.data.bag_episodes import action_chunk
 
         self._chunk_fn = action_chunk
         self.stamps, self.actions, self.names = recorded_stream(ns.bag, ns.action_topic)

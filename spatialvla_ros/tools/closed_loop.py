@@ -199,7 +199,7 @@ class ClosedLoopEvaluator:
 
     def wait_ready(self, processes=()):
         """Block until the simulator's services exist and the policy node is active."""
-        from spatialvla_ros.evaluation.processes import wait_until
+        from spatialvla_ros.tools.processes import wait_until
 
         timeout = self.options.startup_timeout_s
         clients = (self._reset, self._set_params, self._change, self._get)
@@ -302,8 +302,8 @@ def run_closed_loop(checkpoint_dir, options, out_dir, env=None, progress=None, o
     import contextlib
 
     from spatialvla_ros.config import load_config
-    from spatialvla_ros.evaluation.processes import start_policy
-    from spatialvla_ros.evaluation.processes import start_sim
+    from spatialvla_ros.tools.processes import start_policy
+    from spatialvla_ros.tools.processes import start_sim
 
     os.makedirs(out_dir, exist_ok=True)
     status = on_status or (lambda text: None)

@@ -34,7 +34,7 @@ NS = 1_000_000_000
 
 
 def build_parser():
-    from spatialvla_ros.evaluation.replay_runner import ReplayOptions
+    from spatialvla_ros.nodes.replay_runner import ReplayOptions
 
     d = ReplayOptions()
     parser = argparse.ArgumentParser(
@@ -83,8 +83,8 @@ def run(ns, env=None, log=print):
 
     from spatialvla_ros.data.bag_reader import find_bags
     from spatialvla_ros.evaluation import report
-    from spatialvla_ros.evaluation.replay_runner import ReplayEvaluator
-    from spatialvla_ros.evaluation.replay_runner import ReplayOptions
+    from spatialvla_ros.nodes.replay_runner import ReplayEvaluator
+    from spatialvla_ros.nodes.replay_runner import ReplayOptions
 
     bags = find_bags(ns.bags)
     options = ReplayOptions(
@@ -96,7 +96,7 @@ def run(ns, env=None, log=print):
         restamp=ns.restamp)
     policy = None
     if ns.checkpoint:
-        from spatialvla_ros.evaluation.processes import start_policy
+        from spatialvla_ros.tools.processes import start_policy
         policy = start_policy(ns.checkpoint, os.path.join(ns.out_dir, 'policy_node.log'),
                               env=env)
     context = rclpy.Context()
@@ -143,7 +143,7 @@ def main(args=None):
     if not ns.rate > 0:
         print(f'error: --rate: got {ns.rate}, expected > 0', file=sys.stderr)
         return 2
-    from spatialvla_ros.evaluation.bag_player import BagPlaybackError
+    from spatialvla_ros.nodes.bag_player import BagPlaybackError
     from spatialvla_ros.data.bag_reader import BagError
     try:
         results, path = run(ns)

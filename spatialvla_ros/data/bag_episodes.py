@@ -35,9 +35,9 @@ import types
 
 import numpy as np
 
+from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.data.bag_reader import BagError
 from spatialvla_ros.data.bag_reader import BagFile
-from spatialvla_ros.observation import RawObservation
 from spatialvla_ros.perception.conversions import MessageError
 from spatialvla_ros.perception.observation_builder import joint_state_to_vector
 from spatialvla_ros.perception.observation_builder import key_topics

@@ -100,7 +100,7 @@ def _params_file(node_name, params, prefix):
 
 def default_policy_parameters():
     """Return the policy node's parameters: node defaults + config/params/policy_node.yaml."""
-    from spatialvla_ros.policies.node_parameters import NODE_PARAMETERS
+    from spatialvla_ros.nodes.policy_parameters import NODE_PARAMETERS
     from spatialvla_ros.tools.policy_launch import default_params_file
     from spatialvla_ros.tools.policy_launch import load_node_parameters
 
