@@ -40,7 +40,7 @@ setup(
     tests_require=['pytest'],
     entry_points={
         'console_scripts': [
-            'spatialvla_check_config = spatialvla_ros.config:main',
+            'spatialvla_check_config = spatialvla_ros.tools.check_config:main',
             'policy_node = spatialvla_ros.nodes.policy_node:main',
             'policy_launch = spatialvla_ros.tools.policy_launch:main',
             'sim_node = spatialvla_ros.nodes.sim_node:main',

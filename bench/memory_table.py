@@ -36,10 +36,10 @@ MODES = (('full', 'all'), ('expert_only', 'expert_only'))
 def count(config_path, trainable):
     import torch
 
-    from spatialvla_ros.config import load_config
     from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
+    from spatialvla_ros.training.configuration_training import TrainingConfig
 
-    cfg = load_config(config_path)
+    cfg = TrainingConfig.from_yaml(config_path)
     cfg = dataclasses.replace(cfg, freeze_vlm=trainable == 'expert_only',
                               train=dataclasses.replace(cfg.train, trainable=trainable))
     with torch.device('meta'):

@@ -30,8 +30,9 @@ import dataclasses
 import os
 import sys
 
+from spatialvla_ros.models.configuration_spatialvla import PLANS
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLANS = ('late_gemma', 'late_llama', 'deep_fusion')
 
 
 def mid_config(config):
@@ -62,10 +63,10 @@ def main(args=None):
 
     import torch
 
-    from spatialvla_ros.config import load_config
     from spatialvla_ros.evaluation.latency import dummy_observation
     from spatialvla_ros.evaluation.latency import measure_model
     from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
+    from spatialvla_ros.policies.configuration_policy import PolicyConfig
 
     if ns.threads > 0:
         torch.set_num_threads(ns.threads)
@@ -79,7 +80,7 @@ def main(args=None):
     print('-' * len(head))
     for size in sizes:
         for plan in ns.plans.split(','):
-            config = load_config(os.path.join(REPO, 'config', f'{plan}.yaml'))
+            config = PolicyConfig.from_yaml(os.path.join(REPO, 'config', f'{plan}.yaml'))
             if size == 'mid':
                 config = mid_config(config)
             torch.manual_seed(0)

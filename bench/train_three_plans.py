@@ -29,8 +29,9 @@ import subprocess
 import sys
 import time
 
+from spatialvla_ros.models.configuration_spatialvla import PLANS
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLANS = ('late_gemma', 'late_llama', 'deep_fusion')
 
 
 def main(args=None):

@@ -38,6 +38,7 @@ from launch_ros.actions import LifecycleNode
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
+from spatialvla_ros.models.configuration_spatialvla import PLANS
 import yaml
 
 NODE_NAME = 'policy_node'
@@ -99,8 +100,8 @@ def generate_launch_description():
                                   'params', f'{NODE_NAME}.yaml')
     return LaunchDescription([
         DeclareLaunchArgument('plan', default_value='',
-                              description="Expected fusion plan ('' = any): late_gemma, "
-                                          'late_llama or deep_fusion'),
+                              description="Expected fusion plan ('' = any): "
+                                          + ', '.join(PLANS)),
         DeclareLaunchArgument('params_file', default_value=default_params,
                               description='Parameters YAML of the policy node'),
         DeclareLaunchArgument('checkpoint_dir', default_value='',

@@ -44,13 +44,13 @@ def make_tiny_checkpoint(directory, plan='late_gemma', seed=0, edit_config=None)
     """
     import torch
 
-    from spatialvla_ros.config import load_config
+    from spatialvla_ros.training.configuration_training import TrainingConfig
     from spatialvla_ros.models.checkpoint import save_checkpoint
     from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
     from spatialvla_ros.models.tokenizer import build_word_tokenizer
     from spatialvla_ros.core_types import NormalizationStats
 
-    config = load_config(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
+    config = TrainingConfig.from_yaml(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
     if edit_config is not None:
         config = edit_config(config).validate()
     torch.manual_seed(seed)

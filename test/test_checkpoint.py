@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 from safetensors.torch import save_file
-from spatialvla_ros.config import load_config
 from spatialvla_ros.core_types import NormalizationStats
 from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.models.checkpoint import CheckpointError
@@ -33,6 +32,7 @@ from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
 from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
 from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
 from spatialvla_ros.sim.vocabulary import build_demo_tokenizer
+from spatialvla_ros.training.configuration_training import TrainingConfig
 import torch
 from torch import nn
 import transformers
@@ -42,7 +42,7 @@ LAYOUT = ['config.yaml', 'model.safetensors', 'normalization.safetensors', 'toke
 
 
 def tiny(plan='late_llama', seed=0):
-    cfg = load_config(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
+    cfg = TrainingConfig.from_yaml(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
     torch.manual_seed(seed)
     return SpatialVLAModel(cfg).eval(), cfg
 
@@ -84,7 +84,7 @@ def test_round_trip_gives_identical_actions(plan, tmp_path, tokenizer):
     save_checkpoint(directory, model, cfg, stats(cfg), tokenizer)   # overwrite in place
     assert sorted(os.listdir(directory)) == LAYOUT
     assert os.listdir(tmp_path) == ['ckpt']                        # no temp dir left behind
-    loaded, cfg2, stats2, tok2 = load_checkpoint(directory)
+    loaded, cfg2, stats2, tok2 = load_checkpoint(directory, config_class=TrainingConfig)
     assert cfg2 == cfg and not loaded.training
     np.testing.assert_array_equal(stats2.action_std, stats(cfg).action_std)
     assert tok2('pick the red cube')['input_ids'] == tokenizer('pick the red cube')['input_ids']

@@ -14,13 +14,20 @@
 
 """Every shipped config loads; each kind of broken config yields its own precise message."""
 
+import dataclasses
 import glob
 import os
+import subprocess
+import sys
 
 import pytest
-from spatialvla_ros.config import ConfigError
-from spatialvla_ros.config import load_config
-from spatialvla_ros.config import save_config
+from spatialvla_ros.models.configuration_spatialvla import PLANS
+from spatialvla_ros.models.configuration_spatialvla import SpatialVLAConfig
+from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
+from spatialvla_ros.policies.configuration_policy import PolicyConfig
+from spatialvla_ros.tools import check_config
+from spatialvla_ros.training.configuration_training import TrainingConfig
+from spatialvla_ros.typed_config import ConfigError
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,29 +42,30 @@ def test_there_are_six_configs():
 
 @pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
 def test_config_loads(path):
-    cfg = load_config(path)
-    assert cfg.plan in ('late_gemma', 'late_llama', 'deep_fusion')
+    cfg = TrainingConfig.from_yaml(path)
+    assert cfg.plan in PLANS
     assert len(cfg.action.names) in (0, cfg.action.action_dim)
 
 
 def test_real_presets_have_paper_shapes():
     for plan in ('late_gemma2b', 'late_llama', 'deep_fusion'):
-        cfg = load_config(os.path.join(REPO, 'config', f'llava3d_7b_{plan}.yaml'))
+        cfg = TrainingConfig.from_yaml(os.path.join(REPO, 'config', f'llava3d_7b_{plan}.yaml'))
         vlm = cfg.language_model
         assert (vlm.hidden_size, vlm.num_hidden_layers, vlm.num_attention_heads,
                 vlm.head_dim) == (4096, 32, 32, 128)
         assert (cfg.vision.image_size, cfg.vision.patch_size) == (336, 14)
-    gemma = load_config(os.path.join(REPO, 'config', 'llava3d_7b_late_gemma2b.yaml')).expert
+    path = os.path.join(REPO, 'config', 'llava3d_7b_late_gemma2b.yaml')
+    gemma = TrainingConfig.from_yaml(path).expert
     assert (gemma.hidden_size, gemma.num_hidden_layers, gemma.num_attention_heads,
             gemma.num_key_value_heads, gemma.head_dim) == (2048, 18, 8, 1, 256)
 
 
 def test_save_and_reload_is_identical(tmp_path):
     for path in CONFIGS:
-        cfg = load_config(path)
+        cfg = TrainingConfig.from_yaml(path)
         out = tmp_path / os.path.basename(path)
-        save_config(cfg, out)
-        assert load_config(out) == cfg
+        cfg.save_yaml(out)
+        assert TrainingConfig.from_yaml(out) == cfg
 
 
 def _edit(section, key, value):
@@ -110,7 +118,7 @@ def test_broken_config_message(tmp_path, edit, words):
     path = tmp_path / 'broken.yaml'
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError) as info:
-        load_config(path)
+        TrainingConfig.from_yaml(path)
     message = str(info.value)
     assert message.startswith(str(path)), message
     for word in words:
@@ -119,12 +127,119 @@ def test_broken_config_message(tmp_path, edit, words):
 
 def test_unreadable_files(tmp_path):
     with pytest.raises(ConfigError, match='config file not found'):
-        load_config(tmp_path / 'missing.yaml')
+        TrainingConfig.from_yaml(tmp_path / 'missing.yaml')
     bad = tmp_path / 'bad.yaml'
     bad.write_text('plan: [unclosed\n')
     with pytest.raises(ConfigError, match='not valid YAML'):
-        load_config(bad)
+        TrainingConfig.from_yaml(bad)
     listy = tmp_path / 'list.yaml'
     listy.write_text('- 1\n- 2\n')
     with pytest.raises(ConfigError, match='a mapping of config sections'):
-        load_config(listy)
+        TrainingConfig.from_yaml(listy)
+
+
+@pytest.mark.parametrize('content,words', [
+    (bytes(range(128, 256)) * 4, ['not UTF-8 YAML']),
+    (b'', ['is empty', 'expected a mapping']),
+    (b'# only a comment\n', ['is empty', 'expected a mapping']),
+    (b'just a string\n', ['expected a mapping', 'str']),
+    (b'- 1\n- 2\n', ['expected a mapping', 'list']),
+], ids=['random_bytes', 'empty', 'comment_only', 'string', 'list'])
+@pytest.mark.parametrize('cls', [SpatialVLAConfig, PolicyConfig, TrainingConfig])
+def test_config_file_that_is_not_a_mapping(tmp_path, content, words, cls):
+    path = tmp_path / 'config.yaml'
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        cls.from_yaml(path)
+    message = str(info.value)
+    assert '\n' not in message and message.startswith(f'{path}: '), message
+    for word in words:
+        assert word in message, f'{word!r} not in {message!r}'
+    assert 'gemma' not in message                    # not a misleading architecture error
+
+
+def test_invalid_yaml_message_is_one_line(tmp_path):
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('plan: late_gemma\nvision: [unclosed\n')
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_yaml(bad)
+    assert '\n' not in str(info.value) and str(info.value).startswith(f'{bad}: not valid YAML')
+
+
+SHIPPED = os.path.join(REPO, 'checkpoints', 'default', 'config.yaml')
+
+
+def test_each_layer_reads_its_sections_of_one_file():
+    full = TrainingConfig.from_yaml(SHIPPED)
+    policy = PolicyConfig.from_yaml(SHIPPED)
+    model = SpatialVLAConfig.from_yaml(SHIPPED)
+    assert policy.data == full.data and not hasattr(policy, 'train')
+    assert not hasattr(model, 'data') and not hasattr(model, 'train')
+    for name in (f.name for f in dataclasses.fields(SpatialVLAConfig)):
+        assert getattr(model, name) == getattr(policy, name) == getattr(full, name)
+
+
+def test_sections_of_other_layers_are_skipped_but_typos_are_not(tmp_path):
+    with open(os.path.join(REPO, 'config', 'late_gemma.yaml')) as f:
+        data = yaml.safe_load(f)
+    data['train']['warmup_steps'] = 10 ** 6           # broken recipe: only training refuses
+    path = tmp_path / 'config.yaml'
+    path.write_text(yaml.safe_dump(data))
+    assert PolicyConfig.from_yaml(path).plan == 'late_gemma'
+    with pytest.raises(ConfigError, match="key 'train.warmup_steps'"):
+        TrainingConfig.from_yaml(path)
+    data['trian'] = {}
+    path.write_text(yaml.safe_dump(data))
+    for cls in (SpatialVLAConfig, PolicyConfig, TrainingConfig):
+        with pytest.raises(ConfigError, match="key 'trian': unknown key"):
+            cls.from_yaml(path)
+
+
+def test_deep_fusion_freezing_is_checked_against_the_recipe(tmp_path):
+    with open(os.path.join(REPO, 'config', 'deep_fusion.yaml')) as f:
+        data = yaml.safe_load(f)
+    data['freeze_vlm'] = True
+    path = tmp_path / 'config.yaml'
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="key 'freeze_vlm'.*train.trainable is 'expert_only'"):
+        TrainingConfig.from_yaml(path)
+    data['train']['trainable'] = 'expert_only'
+    path.write_text(yaml.safe_dump(data))
+    assert TrainingConfig.from_yaml(path).freeze_vlm
+
+
+def test_the_trainer_applies_the_recipe_to_the_model():
+    path = os.path.join(REPO, 'config', 'deep_fusion.yaml')
+    cfg = TrainingConfig.from_yaml(path)
+    model = SpatialVLAModel(SpatialVLAConfig.from_yaml(path))   # no train section at all
+    assert not model.backbone.gradient_checkpointing
+    assert all(p.requires_grad for p in model.parameters()) and not model.vlm_frozen
+    recipe = dataclasses.replace(cfg.train, trainable='expert_only', gradient_checkpointing=True)
+    recipe.apply_to(model)
+    assert model.vlm_frozen
+    assert not any(p.requires_grad for p in model.vlm.parameters())
+    assert not any(p.requires_grad for p in model.encoder3d.parameters())
+    assert any(p.requires_grad for p in model.action_head.parameters())
+    assert model.backbone.gradient_checkpointing
+
+
+def test_policies_load_a_checkpoint_config_without_the_training_code():
+    code = ('import sys\n'
+            'from spatialvla_ros.policies.configuration_policy import PolicyConfig\n'
+            f'PolicyConfig.from_yaml({SHIPPED!r})\n'
+            "print(sorted(m for m in sys.modules if m.startswith('spatialvla_ros.training')))")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == '[]'
+
+
+def test_check_config_cli(tmp_path, capsys):
+    assert check_config.main([os.path.join(REPO, 'config', 'deep_fusion.yaml')]) == 0
+    assert 'ok (plan=deep_fusion' in capsys.readouterr().out
+    empty = tmp_path / 'empty.yaml'
+    empty.write_text('')
+    assert check_config.main([str(empty), os.path.join(REPO, 'config', 'late_gemma.yaml')]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f'error: {empty}: the file is empty, expected a mapping of config ' \
+        'sections\n'
+    assert 'ok (plan=late_gemma' in captured.out

@@ -32,7 +32,6 @@ from rosbags.rosbag2 import Writer
 from rosbags.typesys import get_typestore
 from rosbags.typesys import Stores
 
-from spatialvla_ros.config import load_config
 from spatialvla_ros.data.bag_episodes import decode_episode
 from spatialvla_ros.data.bag_reader import BagError
 from spatialvla_ros.data.dataset import EpisodeDataset
@@ -42,6 +41,7 @@ from spatialvla_ros.data.dataset import shard_range
 from spatialvla_ros.perception.observation_builder import sync_keys
 from spatialvla_ros.perception.sync import stamp_order
 from spatialvla_ros.perception.sync import StampSynchronizer
+from spatialvla_ros.policies.configuration_policy import PolicyConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TS = get_typestore(Stores.ROS2_KILTED)
@@ -67,7 +67,7 @@ def demo_bags(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def config():
-    return load_config(os.path.join(REPO, 'config', 'late_gemma.yaml'))
+    return PolicyConfig.from_yaml(os.path.join(REPO, 'config', 'late_gemma.yaml'))
 
 
 def read_bag(path):

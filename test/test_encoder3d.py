@@ -21,9 +21,9 @@ import os
 import numpy as np
 import open3d as o3d
 import pytest
-from spatialvla_ros.config import load_config
 from spatialvla_ros.models import modeling_encoder3d as enc3d
 from spatialvla_ros.models import tokenizer as tok
+from spatialvla_ros.policies.configuration_policy import PolicyConfig
 import torch
 import transformers
 
@@ -34,7 +34,7 @@ NAN = float('nan')
 
 @pytest.fixture(scope='module')
 def cfg():
-    return load_config(CONFIG)
+    return PolicyConfig.from_yaml(CONFIG)
 
 
 def make_encoder(cfg, model_type='clip', **enc_changes):

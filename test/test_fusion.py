@@ -24,7 +24,6 @@ import math
 import os
 
 import pytest
-from spatialvla_ros.config import load_config
 from spatialvla_ros.models.fusion_common import attention_allowed
 from spatialvla_ros.models.fusion_common import build_transformer
 from spatialvla_ros.models.fusion_common import position_ids
@@ -34,6 +33,7 @@ from spatialvla_ros.models.modeling_late_fusion import ActionSuffixEmbedding
 from spatialvla_ros.models.modeling_late_fusion import build_fusion_backbone
 from spatialvla_ros.models.modeling_late_fusion import LateFusionBackbone
 from spatialvla_ros.models.modeling_late_fusion import suffix_block_ids
+from spatialvla_ros.policies.configuration_policy import PolicyConfig
 import torch
 import torch.nn.functional as F
 
@@ -43,7 +43,7 @@ TOL = 1e-5
 
 
 def _cfg(plan):
-    return load_config(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
+    return PolicyConfig.from_yaml(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
 
 
 def _randomize(module, seed):

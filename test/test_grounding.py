@@ -18,11 +18,11 @@ import os
 
 import numpy as np
 import pytest
-from spatialvla_ros.config import load_config
 from spatialvla_ros.core_types import NormalizationStats
 from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
 from spatialvla_ros.models.tokenizer import build_word_tokenizer
+from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
 from spatialvla_ros.training.grounding import GroundingSample
 from spatialvla_ros.training.grounding import instruction_hidden
@@ -34,7 +34,7 @@ CENTRES = {'red': (0.45, 0.15, 0.03), 'blue': (0.6, -0.2, 0.03)}
 
 
 def setup(plan, tmp_path):
-    config = load_config(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
+    config = PolicyConfig.from_yaml(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
     torch.manual_seed(0)
     model = SpatialVLAModel(config)
     words = ['reach', 'the', 'cube'] + list(CENTRES)

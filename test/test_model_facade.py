@@ -18,10 +18,10 @@ import dataclasses
 import os
 
 import pytest
-from spatialvla_ros.config import load_config
 from spatialvla_ros.models.modeling_spatialvla import ModelBatch
 from spatialvla_ros.models.modeling_spatialvla import ModelObservation
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
+from spatialvla_ros.training.configuration_training import TrainingConfig
 import torch
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
@@ -29,7 +29,7 @@ PLANS = ('late_gemma', 'late_llama', 'deep_fusion')
 
 
 def tiny_config(plan, freeze=False):
-    cfg = load_config(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
+    cfg = TrainingConfig.from_yaml(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
     if freeze:
         cfg = dataclasses.replace(cfg, freeze_vlm=True,
                                   train=dataclasses.replace(cfg.train, trainable='expert_only'))

@@ -24,7 +24,6 @@ from rosbags.typesys import get_typestore
 from rosbags.typesys import Stores
 import sensor_msgs.msg
 
-from spatialvla_ros.config import load_config
 from spatialvla_ros.perception import conversions as cv
 from spatialvla_ros.perception import geometry
 from spatialvla_ros.perception.conversions import MessageError
@@ -34,6 +33,7 @@ from spatialvla_ros.perception.observation_builder import key_topics
 from spatialvla_ros.perception.observation_builder import ObservationBuilder
 from spatialvla_ros.perception.observation_builder import sync_keys
 from spatialvla_ros.perception.sync import StampSynchronizer
+from spatialvla_ros.policies.configuration_policy import PolicyConfig
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config',
                       'late_llama.yaml')
@@ -52,7 +52,7 @@ TOL = 1e-5  # [m]
 
 @pytest.fixture(scope='module')
 def cfg():
-    return load_config(CONFIG)
+    return PolicyConfig.from_yaml(CONFIG)
 
 
 @pytest.fixture(params=sorted(FAMILIES))

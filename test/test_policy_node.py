@@ -268,9 +268,9 @@ def stamp_ns(time_msg):
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
     """Tiny checkpoint, the node (policy_launch --autostart) and the test rig, once."""
-    from spatialvla_ros.config import load_config
+    from spatialvla_ros.policies.configuration_policy import PolicyConfig
     ckpt = cached_checkpoint(tmp_path_factory, 'late_gemma')
-    config = load_config(os.path.join(ckpt, 'config.yaml'))
+    config = PolicyConfig.from_yaml(os.path.join(ckpt, 'config.yaml'))
     domain = 220 + os.getpid() % 12
     saved = {k: os.environ.get(k) for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE',
                                             'FASTDDS_BUILTIN_TRANSPORTS')}
@@ -549,7 +549,7 @@ def test_lifecycle_reconfigure_to_point_clouds(setup):
 
 def _two_cameras(config):
     import dataclasses
-    from spatialvla_ros.config import CameraConfig
+    from spatialvla_ros.perception.configuration import CameraConfig
     side = CameraConfig(name='side', color_topic=TOPICS['side_color'], depth_topic='',
                         camera_info_topic=TOPICS['side_camera_info'],
                         cloud_topic=TOPICS['side_cloud'], base_from_camera_xyz=(0.3, 1.0, 0.8),
@@ -679,11 +679,11 @@ def test_watchdog_rejections_and_stamps_with_a_fake_clock():
 
 
 def test_parameter_overrides_and_missing_checkpoint():
-    from spatialvla_ros.config import ConfigError
-    from spatialvla_ros.config import load_config
+    from spatialvla_ros.typed_config import ConfigError
+    from spatialvla_ros.policies.configuration_policy import PolicyConfig
     from spatialvla_ros.nodes.policy_parameters import data_config_with_overrides
     from spatialvla_ros.nodes.policy_runtime import load_policy
-    data = load_config(os.path.join(REPO, 'config', 'late_gemma.yaml')).data
+    data = PolicyConfig.from_yaml(os.path.join(REPO, 'config', 'late_gemma.yaml')).data
     cloud = data_config_with_overrides(
         data, {'front': {'depth_topic': '', 'cloud_topic': '/pts',
                          'base_from_camera_xyz': [1, 2, 3]}}, state_topic='/js')

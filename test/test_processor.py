@@ -18,11 +18,11 @@ import os
 
 import numpy as np
 import pytest
-from spatialvla_ros.config import load_config
 from spatialvla_ros.core_types import NormalizationStats
 from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
 from spatialvla_ros.models.tokenizer import tokenize_instructions
+from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
 from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
 from spatialvla_ros.sim.vocabulary import build_demo_tokenizer
@@ -33,7 +33,7 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 @pytest.fixture(scope='module')
 def config():
-    return load_config(os.path.join(CONFIG_DIR, 'late_llama.yaml'))
+    return PolicyConfig.from_yaml(os.path.join(CONFIG_DIR, 'late_llama.yaml'))
 
 
 @pytest.fixture(scope='module')

@@ -26,7 +26,7 @@ import numpy as np
 import pybullet as p
 import pytest
 
-from spatialvla_ros.config import load_config
+from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.sim import messages as sim_msgs
 from spatialvla_ros.sim.camera import CameraSpec
 from spatialvla_ros.sim.camera import look_at
@@ -209,7 +209,7 @@ def test_default_camera_matches_configs_and_sees_every_object():
     np.testing.assert_allclose(xyz, DEFAULT_CAMERA_XYZ, atol=1e-6)
     np.testing.assert_allclose(quat, DEFAULT_CAMERA_QUAT, atol=1e-6)
     for name in ('late_gemma.yaml', 'late_llama.yaml', 'deep_fusion.yaml'):
-        cam = load_config(os.path.join(CONFIG_DIR, name)).data.cameras[0]
+        cam = PolicyConfig.from_yaml(os.path.join(CONFIG_DIR, name)).data.cameras[0]
         np.testing.assert_allclose(cam.base_from_camera_xyz, DEFAULT_CAMERA_XYZ, atol=1e-9)
         np.testing.assert_allclose(cam.base_from_camera_quat, DEFAULT_CAMERA_QUAT, atol=1e-9)
     env = PandaEnv(CameraSpec())

@@ -295,7 +295,7 @@ def test_train_node_publishes_progress_and_finishes(demos, tmp_path, ros_env, sp
 
 def test_fine_tuning_keeps_the_tokenizer_of_its_initial_checkpoint(demos, tmp_path):
     from checkpoint_utils import make_tiny_checkpoint
-    from spatialvla_ros.config import load_config
+    from spatialvla_ros.training.configuration_training import TrainingConfig
     from spatialvla_ros.data.dataset import load_episodes
     from spatialvla_ros.models.tokenizer import build_word_tokenizer
 
@@ -303,7 +303,7 @@ def test_fine_tuning_keeps_the_tokenizer_of_its_initial_checkpoint(demos, tmp_pa
     _, summary = run(options(demos, tmp_path / 'run', steps=1, init_checkpoint=init))
     tok_init = load_checkpoint(init)[3]
     tok_run = load_checkpoint(summary['checkpoint'])[3]
-    config = load_config(os.path.join(REPO, 'config', 'late_gemma.yaml'))
+    config = TrainingConfig.from_yaml(os.path.join(REPO, 'config', 'late_gemma.yaml'))
     episodes, _ = load_episodes(demos['bags'], config, cache_dir=demos['cache'])
     instructions = sorted({str(i) for e in episodes for i in e.instructions})
     fresh = build_word_tokenizer(instructions, str(tmp_path / 'fresh'))

@@ -36,6 +36,7 @@ import time
 
 from spatialvla_ros.models import flow_matching
 from spatialvla_ros.models.modeling_late_fusion import suffix_block_ids
+from spatialvla_ros.policies.configuration_policy import PolicyConfig
 import torch
 
 
@@ -172,7 +173,8 @@ def measure_checkpoint(checkpoint_dir, device='cpu', dtype=None, repeats=10, ima
 
     # Memory first (weights + one chunk), so the sampler thread never competes with the timing.
     with RssPeak() as rss:
-        model, config, _, _ = load_checkpoint(checkpoint_dir, device=device, dtype=dtype)
+        model, config, _, _ = load_checkpoint(checkpoint_dir, device=device, dtype=dtype,
+                                              config_class=PolicyConfig)
         model.eval()
         observation = dummy_observation(config, image_size=image_size)
         with torch.inference_mode():

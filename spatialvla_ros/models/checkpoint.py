@@ -17,7 +17,7 @@ Checkpoint I/O (safetensors only, never pickle) and loading of real LLaVA-3D wei
 
 A checkpoint is a self-contained directory:
 
-    <dir>/config.yaml                 the full SpatialVLAConfig (architecture comes from here)
+    <dir>/config.yaml                 the experiment file: network keys, data:, train:
     <dir>/model.safetensors           every parameter once, named as in SpatialVLAModel
     <dir>/normalization.safetensors   state/action mean and std
     <dir>/tokenizer/                  the instruction tokenizer
@@ -35,8 +35,7 @@ import tempfile
 
 from safetensors import safe_open
 from safetensors.torch import save_file
-from spatialvla_ros.config import load_config
-from spatialvla_ros.config import save_config
+from spatialvla_ros.models.configuration_spatialvla import SpatialVLAConfig
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
 from spatialvla_ros.models.tokenizer import load_tokenizer
 import torch
@@ -131,7 +130,7 @@ def save_checkpoint(directory, model, config, stats, tokenizer):
     Arguments, by name:
         directory: target directory (created; an existing checkpoint there is replaced).
         model: SpatialVLAModel (any device / dtype; weights are stored in their dtype).
-        config: its SpatialVLAConfig.
+        config: its config (training.configuration_training.TrainingConfig: every section).
         stats: NormalizationStats of the training data.
         tokenizer: the instruction tokenizer (saved under tokenizer/).
 
@@ -142,7 +141,7 @@ def save_checkpoint(directory, model, config, stats, tokenizer):
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(directory)}.tmp-', dir=parent)
     try:
-        save_config(config, os.path.join(tmp, CONFIG_FILE))
+        config.save_yaml(os.path.join(tmp, CONFIG_FILE))
         tensors = {k: v.detach().to('cpu').contiguous() for k, v in model_tensors(model).items()}
         save_file(tensors, os.path.join(tmp, MODEL_FILE),
                   metadata={'format': 'pt', 'plan': config.plan, 'name': config.name})
@@ -173,7 +172,7 @@ def _without_pretrained_paths(config):
         expert=dataclasses.replace(config.expert, pretrained_path=''))
 
 
-def load_checkpoint(directory, device='cpu', dtype=None):
+def load_checkpoint(directory, device='cpu', dtype=None, config_class=SpatialVLAConfig):
     """
     Load a checkpoint written by `save_checkpoint`.
 
@@ -181,6 +180,7 @@ def load_checkpoint(directory, device='cpu', dtype=None):
         directory: checkpoint directory.
         device: torch device for the model.
         dtype: torch dtype (None: the config's dtype).
+        config_class: the sections to read from config.yaml (a policy passes PolicyConfig).
 
     Gives (model in eval mode, config, stats, tokenizer).
     """
@@ -194,7 +194,7 @@ def load_checkpoint(directory, device='cpu', dtype=None):
             raise CheckpointError(f'{os.path.join(directory, name)}: missing from the '
                                   f'checkpoint (expected {CONFIG_FILE}, {MODEL_FILE}, '
                                   f'{STATS_FILE}, {TOKENIZER_DIR}/)')
-    config = load_config(os.path.join(directory, CONFIG_FILE))
+    config = config_class.from_yaml(os.path.join(directory, CONFIG_FILE))
     if dtype is None:
         dtype = getattr(torch, config.dtype)
     stats_path = os.path.join(directory, STATS_FILE)

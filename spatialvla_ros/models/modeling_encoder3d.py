@@ -34,8 +34,8 @@ VoxelGrid. LLaVA-3D's round(p / voxel_size) is the same partition with origin = 
 import math
 import os
 
-from spatialvla_ros.config import Encoder3DConfig
-from spatialvla_ros.config import VisionConfig
+from spatialvla_ros.models.configuration_spatialvla import Encoder3DConfig
+from spatialvla_ros.models.configuration_spatialvla import VisionConfig
 import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812

@@ -26,6 +26,7 @@ last H hidden states to velocities. Both backbones expose the same interface:
     decode_suffix(cache, suffix_embeds, suffix_blocks) -> (B, S, D_expert)  (every step)
 """
 
+from spatialvla_ros.models.configuration_spatialvla import PLANS
 from spatialvla_ros.models.flow_matching import sincos_time_embedding
 from spatialvla_ros.models.fusion_common import build_attention_mask
 from spatialvla_ros.models.fusion_common import build_transformer
@@ -224,8 +225,7 @@ def build_fusion_backbone(config, vlm):
         return LateFusionBackbone(vlm, config.expert, prefix_attention)
     if config.plan == 'deep_fusion':
         return LlamaDeepFusion(vlm, config.expert, prefix_attention)
-    raise ValueError(f"plan: got {config.plan!r}, expected one of 'late_gemma', 'late_llama', "
-                     "'deep_fusion'")
+    raise ValueError(f'plan: got {config.plan!r}, expected one of {", ".join(map(repr, PLANS))}')
 
 
 __all__ = [

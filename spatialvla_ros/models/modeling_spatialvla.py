@@ -115,17 +115,18 @@ class SpatialVLAModel(nn.Module):
         self.suffix_embedding = ActionSuffixEmbedding(act.action_dim, act.state_dim, width)
         self.action_head = ActionOutputHead(width, act.action_dim)
         self.register_buffer('_suffix_blocks', suffix_block_ids(act.chunk_size), persistent=False)
-        if self.vlm_frozen:
-            self.encoder3d.requires_grad_(False)
-            self.vlm.requires_grad_(False)
-        if config.train.gradient_checkpointing:
-            self.set_gradient_checkpointing(True)
+        # Whether encoder + VLM are frozen: config.freeze_vlm, or the trainer's recipe.
+        self.vlm_frozen = False
+        if config.freeze_vlm:
+            self.freeze_vlm()
+
+    def freeze_vlm(self):
+        """Stop gradients into encoder + VLM (they also keep inference behaviour in train())."""
+        self.vlm_frozen = True
+        self.encoder3d.requires_grad_(False)
+        self.vlm.requires_grad_(False)
 
     # ---------------------------------------------------------------- properties
-    @property
-    def vlm_frozen(self):
-        """Whether encoder + VLM are frozen (config.freeze_vlm or trainable expert_only)."""
-        return self.config.freeze_vlm or self.config.train.trainable == 'expert_only'
 
     @property
     def device(self):

@@ -22,6 +22,8 @@ also serves `policy_node --help`, the launch tools and the tests.
 import dataclasses
 from dataclasses import dataclass
 
+from spatialvla_ros.models.configuration_spatialvla import PLANS
+
 
 @dataclass(frozen=True)
 class NodeParameter:
@@ -41,8 +43,7 @@ NODE_PARAMETERS = (
     NodeParameter('checkpoint_dir', '', 'Checkpoint directory (config.yaml, model.safetensors, '
                   'normalization.safetensors, tokenizer/). Required: configure fails without.'),
     NodeParameter('plan', '', "Expected fusion plan; configure fails if the checkpoint's plan "
-                  "differs ('' accepts any).", choices=('', 'late_gemma', 'late_llama',
-                                                        'deep_fusion')),
+                  "differs ('' accepts any).", choices=('',) + PLANS),
     NodeParameter('device', 'auto', "Torch device: 'auto' (cuda when available, else cpu), "
                   "'cpu', 'cuda', 'cuda:N'."),
     NodeParameter('dtype', 'auto', "Model dtype: 'auto' (the checkpoint's), float32, bfloat16, "

@@ -106,8 +106,8 @@ class ObservationBuilder:
     """Turns synchronised messages into RawObservations for the model.
 
     Args:
-        data_config: spatialvla_ros.config.DataConfig (cameras, topics, mounts).
-        encoder3d: spatialvla_ros.config.Encoder3DConfig (min_depth / max_depth [m]).
+        data_config: perception.configuration.DataConfig (cameras, topics, mounts).
+        encoder3d: models.configuration_spatialvla.Encoder3DConfig (min_depth / max_depth [m]).
         state_names: joint names of the state vector, in order (ActionConfig.names); empty to
             take JointState.position as it comes.
         state_dim: expected state length (ActionConfig.state_dim), or None not to check.

@@ -23,6 +23,7 @@ import collections
 
 import numpy as np
 from spatialvla_ros.models.checkpoint import load_checkpoint
+from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
 import torch
 
@@ -55,7 +56,8 @@ class SpatialVLAPolicy:
     def from_pretrained(cls, directory, device='cpu', dtype=None, n_action_steps=None,
                         num_steps=None):
         """Load a checkpoint directory (see models.checkpoint) onto `device`."""
-        model, config, stats, tokenizer = load_checkpoint(directory, device=device, dtype=dtype)
+        model, config, stats, tokenizer = load_checkpoint(directory, device=device, dtype=dtype,
+                                                          config_class=PolicyConfig)
         processor = SpatialVLAProcessor(config, tokenizer, stats)
         return cls(model, processor, n_action_steps=n_action_steps, num_steps=num_steps)
 

@@ -301,13 +301,13 @@ def run_closed_loop(checkpoint_dir, options, out_dir, env=None, progress=None, o
     """
     import contextlib
 
-    from spatialvla_ros.config import load_config
+    from spatialvla_ros.policies.configuration_policy import PolicyConfig
     from spatialvla_ros.tools.processes import start_policy
     from spatialvla_ros.tools.processes import start_sim
 
     os.makedirs(out_dir, exist_ok=True)
     status = on_status or (lambda text: None)
-    config = load_config(os.path.join(checkpoint_dir, 'config.yaml'))
+    config = PolicyConfig.from_yaml(os.path.join(checkpoint_dir, 'config.yaml'))
     status('starting the simulator and the policy node (separate processes)')
     sim_context = contextlib.nullcontext(sim) if sim is not None else start_sim(
         os.path.join(out_dir, 'sim_node.log'), sim_parameters(options), env)

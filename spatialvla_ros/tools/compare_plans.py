@@ -32,8 +32,9 @@ import os
 import sys
 import time
 
+from spatialvla_ros.models.configuration_spatialvla import PLANS
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PLANS = ('late_gemma', 'late_llama', 'deep_fusion')
 
 
 def build_parser():
@@ -159,11 +160,11 @@ def run(ns, plans, tasks, checkpoints, env=None):
 
 def _measure_plans(ns, plans, tasks, checkpoints, data, out, cache, overrides, cl_options, sim,
                    env):
-    from spatialvla_ros.config import load_config
-    from spatialvla_ros.tools import closed_loop
     from spatialvla_ros.evaluation import comparison
     from spatialvla_ros.evaluation import report
     from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
+    from spatialvla_ros.tools import closed_loop
+    from spatialvla_ros.training.configuration_training import TrainingConfig
 
     results, configs, heldout_sets = [], {}, {}
     for plan in plans:
@@ -179,7 +180,7 @@ def _measure_plans(ns, plans, tasks, checkpoints, data, out, cache, overrides, c
             result.train = {k: summary.get(k) for k in ('steps', 'train_episodes',
                                                         'val_episodes', 'val_mse',
                                                         'baseline_mse', 'mse_ratio')}
-        config = load_config(os.path.join(result.checkpoint, 'config.yaml'))
+        config = TrainingConfig.from_yaml(os.path.join(result.checkpoint, 'config.yaml'))
         configs[plan] = config
         _say(f'{plan}: latency and memory (fresh process, {ns.threads} thread(s))')
         result.latency = comparison.measure_latency_subprocess(

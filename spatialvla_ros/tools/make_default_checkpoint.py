@@ -50,6 +50,7 @@ import sys
 import time
 
 import numpy as np
+from spatialvla_ros.models.configuration_spatialvla import PLANS
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -103,8 +104,8 @@ def _merge(base, changes):
 
 
 def write_recipe_config(recipe, path):
-    """config/<plan>.yaml + recipe['config'] -> `path` (validated by load_config)."""
-    from spatialvla_ros.config import load_config
+    """config/<plan>.yaml + recipe['config'] -> `path` (validated as a TrainingConfig)."""
+    from spatialvla_ros.training.configuration_training import TrainingConfig
 
     with open(os.path.join(REPO, 'config', f'{recipe["plan"]}.yaml'), encoding='utf-8') as f:
         base = yaml.safe_load(f)
@@ -113,7 +114,7 @@ def write_recipe_config(recipe, path):
     with open(path, 'w', encoding='utf-8') as f:
         f.write(f'# Written by make_default_checkpoint from config/{recipe["plan"]}.yaml\n')
         yaml.safe_dump(data, f, sort_keys=False)
-    return load_config(path)
+    return TrainingConfig.from_yaml(path)
 
 
 _worker = {}
@@ -308,8 +309,7 @@ def build_parser():
     parser.add_argument('--out', default=DEFAULT_OUT, help='checkpoint folder to write')
     parser.add_argument('--work-dir', default=os.path.join(REPO, 'build', 'default_checkpoint'),
                         help='demos, cache and training run (kept for inspection)')
-    parser.add_argument('--plan', default='', choices=('', 'late_gemma', 'late_llama',
-                                                       'deep_fusion'),
+    parser.add_argument('--plan', default='', choices=('',) + PLANS,
                         help=f'fusion plan (default: the recipe\'s, {RECIPE["plan"]}); the '
                              'same recipe for every plan is how spatialvla_compare gets '
                              'comparable checkpoints (--checkpoint PLAN=DIR)')

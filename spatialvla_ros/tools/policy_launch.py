@@ -30,11 +30,11 @@ import sys
 import tempfile
 import time
 
+from spatialvla_ros.models.configuration_spatialvla import PLANS
 import yaml
 
 NODE_NAME = 'policy_node'
 NODE_MODULE = 'spatialvla_ros.nodes.policy_node'
-PLANS = ('late_gemma', 'late_llama', 'deep_fusion')
 
 
 def default_params_file():

@@ -30,7 +30,6 @@ import threading
 import time
 
 import numpy as np
-from spatialvla_ros.config import load_config
 from spatialvla_ros.data.dataset import EpisodeDataset
 from spatialvla_ros.data.dataset import global_batch_indices
 from spatialvla_ros.data.dataset import load_episodes
@@ -38,6 +37,7 @@ from spatialvla_ros.data.dataset import shard_range
 from spatialvla_ros.data.dataset import split_episodes
 from spatialvla_ros.training import distributed
 from spatialvla_ros.training import train_state
+from spatialvla_ros.training.configuration_training import TrainingConfig
 from spatialvla_ros.training.loss import FlowLossModule
 from spatialvla_ros.training.loss import sample_seed
 from spatialvla_ros.training.loss import TRAIN_STREAM
@@ -99,7 +99,7 @@ class Trainer:
         self.ctx = ctx or distributed.setup(options.strategy, options.device)
         self.on_log = on_log
         self._stop = threading.Event()
-        self.config = apply_overrides(load_config(options.config), options)
+        self.config = apply_overrides(TrainingConfig.from_yaml(options.config), options)
         self.run_dir = os.path.abspath(options.out_dir)
         self.warnings = []
 
@@ -161,6 +161,7 @@ class Trainer:
         seed_everything(cfg.train.seed)
         with torch.device(ctx.device):
             self.model = SpatialVLAModel(cfg)
+            cfg.train.apply_to(self.model)
         if resume or opts.init_checkpoint:
             train_state.load_model_weights(self.model, resume or opts.init_checkpoint)
         self.model.train()

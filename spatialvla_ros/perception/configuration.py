@@ -1,0 +1,68 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Which ROS topics are a policy's observation, state, instruction and action (ROS-free).
+
+The `data:` section of an experiment's / checkpoint's `config.yaml`: read by the observation
+builder, the bag reader, the policy node and the trainer alike.
+"""
+
+from dataclasses import dataclass
+
+from spatialvla_ros.typed_config import require
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    name: str = 'camera'
+    color_topic: str = '/camera/color/image_raw'
+    depth_topic: str = '/camera/depth/image_raw'      # '' when the camera gives a cloud
+    camera_info_topic: str = '/camera/color/camera_info'
+    cloud_topic: str = ''                             # PointCloud2 instead of depth ('' = off)
+    # Camera-to-base transform: translation [m] and quaternion (x, y, z, w).
+    base_from_camera_xyz: tuple = (0.0, 0.0, 0.0)
+    base_from_camera_quat: tuple = (0.0, 0.0, 0.0, 1.0)
+
+    def validate(self, prefix):
+        require(bool(self.color_topic), f'{prefix}.color_topic', self.color_topic,
+                'a topic name')
+        require(bool(self.depth_topic) != bool(self.cloud_topic), f'{prefix}.depth_topic',
+                self.depth_topic, f'exactly one of depth_topic / cloud_topic '
+                f'(cloud_topic={self.cloud_topic!r})')
+        require(len(self.base_from_camera_xyz) == 3, f'{prefix}.base_from_camera_xyz',
+                self.base_from_camera_xyz, 'three numbers')
+        require(len(self.base_from_camera_quat) == 4, f'{prefix}.base_from_camera_quat',
+                self.base_from_camera_quat, 'four numbers (x, y, z, w)')
+        norm = sum(q * q for q in self.base_from_camera_quat) ** 0.5
+        require(abs(norm - 1.0) < 1e-3, f'{prefix}.base_from_camera_quat',
+                self.base_from_camera_quat, 'a unit quaternion')
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which topics are the observation, the state, the instruction and the action."""
+
+    cameras: tuple = (CameraConfig(),)
+    state_topic: str = '/joint_states'
+    instruction_topic: str = '/spatialvla/instruction'
+    action_topic: str = '/spatialvla/expert_trajectory'  # JointTrajectory commanded in the demos
+    sync_slop: float = 0.02          # max stamp difference inside one synchronised set [s]
+
+    def validate(self, prefix):
+        require(len(self.cameras) >= 1, f'{prefix}.cameras', self.cameras, 'at least one camera')
+        names = [c.name for c in self.cameras]
+        require(len(set(names)) == len(names), f'{prefix}.cameras', names, 'unique camera names')
+        for i, cam in enumerate(self.cameras):
+            cam.validate(f'{prefix}.cameras[{i}]')
+        require(self.sync_slop >= 0, f'{prefix}.sync_slop', self.sync_slop, 'a value >= 0 [s]')
