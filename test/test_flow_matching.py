@@ -20,7 +20,7 @@ import os
 import pytest
 from spatialvla_ros.models import flow_matching as fm
 from spatialvla_ros.models.configuration_spatialvla import FlowConfig
-from spatialvla_ros.policies.configuration_policy import PolicyConfig
+from spatialvla_ros.models.configuration_spatialvla import SpatialVLAConfig
 import torch
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
@@ -74,7 +74,7 @@ def test_euler_recovers_data_with_exact_fields():
 
 
 def test_beta_time_statistics_of_the_config():
-    cfg = PolicyConfig.from_yaml(os.path.join(CONFIG_DIR, 'deep_fusion.yaml')).flow
+    cfg = SpatialVLAConfig.from_yaml(os.path.join(CONFIG_DIR, 'deep_fusion.yaml')).flow
     assert (cfg.time_beta_alpha, cfg.time_beta_beta, cfg.time_min) == (1.5, 1.0, 0.001)
     n = 200_000
     t = fm.sample_time(n, cfg, torch.Generator().manual_seed(0))

@@ -24,6 +24,8 @@ import math
 import os
 
 import pytest
+from spatialvla_ros.models.configuration_spatialvla import PLANS
+from spatialvla_ros.models.configuration_spatialvla import SpatialVLAConfig
 from spatialvla_ros.models.fusion_common import attention_allowed
 from spatialvla_ros.models.fusion_common import build_transformer
 from spatialvla_ros.models.fusion_common import position_ids
@@ -33,17 +35,15 @@ from spatialvla_ros.models.modeling_late_fusion import ActionSuffixEmbedding
 from spatialvla_ros.models.modeling_late_fusion import build_fusion_backbone
 from spatialvla_ros.models.modeling_late_fusion import LateFusionBackbone
 from spatialvla_ros.models.modeling_late_fusion import suffix_block_ids
-from spatialvla_ros.policies.configuration_policy import PolicyConfig
 import torch
 import torch.nn.functional as F
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
-PLANS = ('late_gemma', 'late_llama', 'deep_fusion')
 TOL = 1e-5
 
 
 def _cfg(plan):
-    return PolicyConfig.from_yaml(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
+    return SpatialVLAConfig.from_yaml(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
 
 
 def _randomize(module, seed):

@@ -18,21 +18,20 @@ import dataclasses
 import os
 
 import pytest
+from spatialvla_ros.models.configuration_spatialvla import PLANS
+from spatialvla_ros.models.configuration_spatialvla import SpatialVLAConfig
 from spatialvla_ros.models.modeling_spatialvla import ModelBatch
 from spatialvla_ros.models.modeling_spatialvla import ModelObservation
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
-from spatialvla_ros.training.configuration_training import TrainingConfig
 import torch
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
-PLANS = ('late_gemma', 'late_llama', 'deep_fusion')
 
 
 def tiny_config(plan, freeze=False):
-    cfg = TrainingConfig.from_yaml(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
+    cfg = SpatialVLAConfig.from_yaml(os.path.join(CONFIG_DIR, f'{plan}.yaml'))
     if freeze:
-        cfg = dataclasses.replace(cfg, freeze_vlm=True,
-                                  train=dataclasses.replace(cfg.train, trainable='expert_only'))
+        cfg = dataclasses.replace(cfg, freeze_vlm=True)
     return cfg.validate()
 
 

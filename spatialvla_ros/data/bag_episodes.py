@@ -177,7 +177,7 @@ def decode_episode(path, config, points_dtype=np.float32, skip_failed=True):
 
     Args:
         path: rosbag2 directory (mcap or sqlite3).
-        config: SpatialVLAConfig (data topics, action names / chunk / dt, depth range).
+        config: PolicyConfig (data topics, action names / chunk / dt, depth range).
         points_dtype: storage dtype of the xyz maps (float16 halves the cache).
         skip_failed: skip episodes whose /spatialvla/episode_outcome says success=false.
 

@@ -169,7 +169,9 @@ class SpatialVLAConfig(YamlConfig):
     name: str = 'spatialvla'
     plan: Literal[PLANS] = 'late_gemma'
     dtype: Literal['float32', 'bfloat16'] = 'float32'
-    freeze_vlm: bool = False         # no gradient into encoder + VLM (deep fusion: see train)
+    # No gradient into encoder + VLM. Deep fusion allows it only with train.trainable
+    # 'expert_only' (checked by training.configuration_training.TrainingConfig).
+    freeze_vlm: bool = False
     vision: VisionConfig = field(default_factory=VisionConfig)
     encoder3d: Encoder3DConfig = field(default_factory=Encoder3DConfig)
     language_model: LanguageModelConfig = field(default_factory=LanguageModelConfig)
