@@ -94,7 +94,7 @@ def test_loss_backprops_into_every_part(plan):
         prefix, prefix_mask = model.embed_prefix(batch.observation)
         suffix = model.suffix_embedding(x_t, t, batch.observation.state)
         pred = model.action_head(model.backbone(prefix, prefix_mask, suffix,
-                                                model._suffix_blocks))
+                                                model._suffix_ar))
     torch.testing.assert_close(given, ((pred - (noise - batch.actions)) ** 2).mean(-1))
     loss.backward()
     for name, part in (('encoder', model.encoder3d), ('vlm', model.vlm)):
@@ -148,7 +148,7 @@ def test_sampling_is_seeded_batched_and_prefix_runs_once(plan):
             t = torch.full((3,), 1.0 - k / 4)
             suffix = model.suffix_embedding(x, t, obs.state)
             x = x - 0.25 * model.action_head(model.backbone(prefix, prefix_mask, suffix,
-                                                            model._suffix_blocks))
+                                                            model._suffix_ar))
     torch.testing.assert_close(model.sample_actions(obs, noise=noise, num_steps=4), x,
                                rtol=0, atol=1e-5)
     # batched == one at a time (different visual token counts and text lengths -> padding)
