@@ -16,6 +16,8 @@
 
 import dataclasses
 import os
+import subprocess
+import sys
 
 import pytest
 from spatialvla_ros.config import load_config
@@ -220,3 +222,15 @@ def test_gradient_checkpointing_keeps_loss_and_gradients(plan):
                         model.vlm.layers[0].mlp.up_proj.weight.grad))
     for plain, ckpt in zip(*results):
         torch.testing.assert_close(plain, ckpt, rtol=1e-4, atol=1e-6)
+
+
+def test_the_package_exports_its_api_without_ros():
+    code = ('import sys\n'
+            'import spatialvla_ros.models as m\n'
+            'assert "rclpy" not in sys.modules, "spatialvla_ros.models imported rclpy"\n'
+            'missing = [n for n in m.__all__ if not hasattr(m, n)]\n'
+            'assert not missing, missing\n'
+            'assert m.SpatialVLAModel and m.load_checkpoint and m.attention_inputs\n')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr

@@ -96,7 +96,7 @@ def restore_rope_fp32(model):
 
 def attention_inputs(prefix_mask, prefix_attention, dtype, suffix_ar=None):
     """
-    Additive attention mask (B, 1, N, N) [query, key] and RoPE positions (B, N) of [prefix | suffix].
+    Additive mask (B, 1, N, N) [query, key] and RoPE positions (B, N) of [prefix | suffix].
 
     The rule comes from one flag per token (openpi's `mask_ar`): True opens a new block, and a
     token attends to the valid tokens of its own and of earlier blocks. Every prefix token opens

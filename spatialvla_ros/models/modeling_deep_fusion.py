@@ -50,8 +50,8 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 from transformers.models.llama.modeling_llama import repeat_kv
 
 # Every attention op is shared, so these must be equal; width and MLP size may differ (pi0).
-SHARED_ATTENTION_FIELDS = ('num_hidden_layers', 'num_attention_heads', 'num_key_value_heads',
-                           'head_dim')
+_SHARED_ATTENTION_FIELDS = ('num_hidden_layers', 'num_attention_heads',
+                            'num_key_value_heads', 'head_dim')
 
 
 def _head_dim(config):
@@ -85,29 +85,29 @@ def _joint_layer(layers, hiddens, cos, sin, mask, cache=None, layer_idx=None,
     Output:
         [prefix hidden or None, suffix hidden or None], shapes as the inputs.
     """
-    streams = [i for i, h in enumerate(hiddens) if h is not None]
+    present = [i for i, h in enumerate(hiddens) if h is not None]    # 0 prefix, 1 suffix
     qkv = [_project_qkv(layers[i].self_attn, layers[i].input_layernorm(hiddens[i]))
-           for i in streams]                                 # per stream (B, H|K, L_i, D)
+           for i in present]                                  # per stream (B, H|K, L_i, D)
     q, k, v = (torch.cat(parts, dim=2) for parts in zip(*qkv))            # (B, H|K, L, D)
     q, k = apply_rotary_pos_emb(q, k, cos, sin)
     if cache is not None:
         k, v = cache.update(k, v, layer_idx)                             # (B, K, L_keys, D)
-    out_streams = [i for i in streams if i == 1 or need_prefix]
-    if not out_streams:  # the prefill's last layer: only its K/V are needed
+    wanted = [i for i in present if i == 1 or need_prefix]
+    if not wanted:  # the prefill's last layer: only its K/V are needed
         return [None, None]
-    if out_streams != streams:  # queries of the suffix only (its rows follow the prefix's)
+    if wanted != present:  # the suffix queries only; their rows follow the prefix's
         p = hiddens[0].shape[1]
-        q, mask = q[:, :, p:], mask[:, :, p:]                           # (B, H, S, D)
+        q, mask = q[:, :, p:], mask[:, :, p:]                  # (B, H, S, D), (B, 1, S, N)
     attn = layers[0].self_attn
-    groups = attn.num_key_value_groups  # GQA: every K/V head serves `groups` query heads
+    groups = attn.num_key_value_groups  # GQA: each K/V head serves `groups` query heads
     out = F.scaled_dot_product_attention(
         q, repeat_kv(k, groups), repeat_kv(v, groups), attn_mask=mask, dropout_p=dropout,
-        scale=attn.scaling)                                              # (B, H, L_q, D)
-    out = out.transpose(1, 2).flatten(2)                                 # (B, L_q, H * D)
-    sizes = [hiddens[i].shape[1] for i in out_streams]
+        scale=attn.scaling)                                             # (B, H, L_q, D)
+    out = out.transpose(1, 2).flatten(2)                                # (B, L_q, H * D)
     result = [None, None]
-    for i, part in zip(out_streams, out.split(sizes, dim=1)):          # (B, L_i, H * D)
-        layer = layers[i]
+    parts = out.split([hiddens[i].shape[1] for i in wanted], dim=1)     # (B, L_i, H * D)
+    for i, part in zip(wanted, parts):
+        layer = layers[i]  # each stream continues through its own o_proj, norm and MLP
         h = hiddens[i] + layer.self_attn.o_proj(part)
         result[i] = h + layer.mlp(layer.post_attention_layernorm(h))
     return result
@@ -122,11 +122,9 @@ class LlamaDeepFusion(nn.Module):
         expert_cfg: TransformerConfig of the expert ('llama'); same layers, heads, KV heads and
             head_dim as the VLM, any hidden / intermediate size.
         prefix_attention: 'causal' (LLaVA's Llama) or 'bidirectional' among prefix tokens.
-        init_expert_from_vlm: copy the VLM's layer and final-norm weights into the expert
-            (identical-copy preset; requires equal widths).
     """
 
-    def __init__(self, vlm, expert_cfg, prefix_attention='causal', init_expert_from_vlm=False):
+    def __init__(self, vlm, expert_cfg, prefix_attention='causal'):
         super().__init__()
         if not isinstance(vlm, LlamaModel):
             raise TypeError(f'vlm: got {type(vlm).__name__}, expected transformers.LlamaModel')
@@ -135,7 +133,7 @@ class LlamaDeepFusion(nn.Module):
                              "'llama' for deep fusion")
         check_prefix_attention(prefix_attention)
         check_attn_implementation(vlm, 'vlm')
-        vlm_fields = {name: getattr(vlm.config, name) for name in SHARED_ATTENTION_FIELDS}
+        vlm_fields = {name: getattr(vlm.config, name) for name in _SHARED_ATTENTION_FIELDS}
         vlm_fields['head_dim'] = _head_dim(vlm.config)
         for name, want in vlm_fields.items():
             got = getattr(expert_cfg, name)
@@ -148,13 +146,6 @@ class LlamaDeepFusion(nn.Module):
         # once to the joint sequence with the VLM's rotary embedding.
         self.expert.embed_tokens = None
         self.expert.rotary_emb = None
-        if init_expert_from_vlm:
-            for name in ('hidden_size', 'intermediate_size'):
-                if getattr(expert_cfg, name) != getattr(vlm.config, name):
-                    raise ValueError(f'expert.{name}: got {getattr(expert_cfg, name)}, expected '
-                                     f'{getattr(vlm.config, name)} to copy the VLM weights')
-            self.expert.layers.load_state_dict(vlm.layers.state_dict())
-            self.expert.norm.load_state_dict(vlm.norm.state_dict())
         self.prefix_attention = prefix_attention
         self.expert_hidden_size = expert_cfg.hidden_size
         self.num_layers = expert_cfg.num_hidden_layers
@@ -246,4 +237,4 @@ class LlamaDeepFusion(nn.Module):
         return self.expert.norm(h_e)
 
 
-__all__ = ['LlamaDeepFusion', 'SHARED_ATTENTION_FIELDS']
+__all__ = ['LlamaDeepFusion']

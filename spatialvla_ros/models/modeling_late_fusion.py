@@ -13,12 +13,12 @@
 # limitations under the License.
 
 """
-Late fusion: the VLM runs fully, then an independent Gemma/Llama expert runs over
-[projected VLM context | suffix].
+Late fusion: the VLM runs, then an independent Gemma/Llama expert over [context | suffix].
 
-Both models are transformers' own (LlamaModel / GemmaModel forwards); the mask and positions
-come from `attention_inputs` like deep fusion's, and the expert's prefix K/V live in the same
-PrefixCache. The backbone interface, shared with LlamaDeepFusion:
+The context is the VLM's output projected to the expert's width. Both models are transformers'
+own (LlamaModel / GemmaModel forwards); the mask and positions come from `attention_inputs` as
+deep fusion's do, and the expert's prefix K/V live in the same PrefixCache. The backbone
+interface, shared with LlamaDeepFusion:
 
     expert_hidden_size
     forward(prefix_embeds, prefix_mask, suffix_embeds, suffix_ar) -> (B, S, D_expert)

@@ -59,11 +59,11 @@ class ActionSuffixEmbedding(nn.Module):
         action_dim: A, dimensions of one action.
         state_dim: dimensions of the state vector.
         width: the expert's hidden size (even: the time features are sin/cos halves).
-        horizon: if given, a learned per-step position embedding (H, width) is added to the
-            action tokens (RoPE already orders them; this is an option, off by default).
+
+    The action tokens carry no position embedding of their own: RoPE orders them.
     """
 
-    def __init__(self, action_dim, state_dim, width, horizon=None):
+    def __init__(self, action_dim, state_dim, width):
         super().__init__()
         if width % 2 != 0:
             raise ValueError(f'width: got {width}, expected an even number (sin/cos time '
@@ -72,31 +72,23 @@ class ActionSuffixEmbedding(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.state_proj = nn.Linear(state_dim, width)
         self.action_proj = nn.Linear(action_dim, width)
-        self.horizon = horizon
-        self.action_pos = None
-        if horizon is not None:
-            self.action_pos = nn.Parameter(torch.randn(horizon, width) * 0.02)
 
     def forward(self, noisy_actions, t, state):
         """noisy_actions (B, H, A), t (B,) flow time, state (B, state_dim) -> (B, 2 + H, W)."""
         if noisy_actions.ndim != 3 or noisy_actions.shape[-1] != self.action_dim:
             raise ValueError(f'noisy_actions: got shape {tuple(noisy_actions.shape)}, expected '
                              f'(B, H, {self.action_dim})')
-        b, h = noisy_actions.shape[:2]
+        b = noisy_actions.shape[0]
         if tuple(state.shape) != (b, self.state_dim):
             raise ValueError(f'state: got shape {tuple(state.shape)}, expected '
                              f'({b}, {self.state_dim})')
         if tuple(t.shape) != (b,):
             raise ValueError(f't: got shape {tuple(t.shape)}, expected ({b},)')
-        if self.action_pos is not None and h != self.horizon:
-            raise ValueError(f'noisy_actions: got {h} steps, expected horizon={self.horizon}')
         dtype = self.action_proj.weight.dtype
         time_tok = self.time_mlp(
             flow_matching.sincos_time_embedding(t, self.width).to(dtype))            # (B, W)
         state_tok = self.state_proj(state.to(dtype))                                # (B, W)
         action_tok = self.action_proj(noisy_actions.to(dtype))                      # (B, H, W)
-        if self.action_pos is not None:
-            action_tok = action_tok + self.action_pos
         return torch.cat([time_tok[:, None], state_tok[:, None], action_tok], dim=1)
 
 
@@ -164,11 +156,6 @@ class ModelBatch:
     observation: ModelObservation
     actions: torch.Tensor      # (B, H, A) normalised actions
     action_mask: torch.Tensor  # (B, H) bool, False = padded step past the episode end
-
-    def to(self, device=None, dtype=None):
-        return ModelBatch(observation=self.observation.to(device, dtype),
-                          actions=self.actions.to(device=device, dtype=dtype),
-                          action_mask=self.action_mask.to(device=device, dtype=torch.bool))
 
 
 def _randn(shape, generator, device):
