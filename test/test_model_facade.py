@@ -225,12 +225,8 @@ def test_gradient_checkpointing_keeps_loss_and_gradients(plan):
 
 
 def test_the_package_exports_its_api_without_ros():
-    code = ('import sys\n'
-            'import spatialvla_ros.models as m\n'
-            'assert "rclpy" not in sys.modules, "spatialvla_ros.models imported rclpy"\n'
-            'missing = [n for n in m.__all__ if not hasattr(m, n)]\n'
-            'assert not missing, missing\n'
-            'assert m.SpatialVLAModel and m.load_checkpoint and m.attention_inputs\n')
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr
+    # A fresh interpreter: this process may have imported rclpy through other tests.
+    probe = ('import sys\nimport spatialvla_ros.models as m\n'
+             'print(all(hasattr(m, n) for n in m.__all__), "rclpy" in sys.modules)')
+    out = subprocess.check_output([sys.executable, '-c', probe], text=True, timeout=300)
+    assert out.split() == ['True', 'False']

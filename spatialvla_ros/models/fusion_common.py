@@ -127,12 +127,12 @@ def attention_inputs(prefix_mask, prefix_attention, dtype, suffix_ar=None):
     s = suffix_ar.shape[0]
     ar = torch.cat([torch.full((p,), prefix_attention == 'causal', device=device),
                     suffix_ar.to(device=device, dtype=torch.bool)])           # (N,)
-    ar[:1] = True
     ar[p:p + 1] = True                                       # the prefix never sees the suffix
-    block = ar.long().cumsum(0)                                              # (N,)
+    block = ar.long().cumsum(0)                                 # (N,) block index of each token
     valid = torch.cat([prefix_mask, prefix_mask.new_ones(b, s)], dim=1)     # (B, N)
+    # [query, key]: the key's block is not after the query's, and both tokens are real ...
     allowed = (block[None, :] <= block[:, None]) & valid[:, None, :] & valid[:, :, None]
-    allowed |= torch.eye(p + s, dtype=torch.bool, device=device)             # (B, N, N)
+    allowed |= torch.eye(p + s, dtype=torch.bool, device=device)  # ... or it is itself (B,N,N)
     mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)                      # (B, N, N)
     count = prefix_mask.long().cumsum(-1)                                    # (B, P)
@@ -215,21 +215,34 @@ class PrefixCache(Cache):
         return self.suffix_mask.shape[2]
 
 
-def check_attn_implementation(model, name):
-    impl = model.config._attn_implementation
-    if impl not in ATTN_IMPLEMENTATIONS:
-        raise ValueError(f'{name}.config._attn_implementation: got {impl!r}, expected one of '
-                         f'{ATTN_IMPLEMENTATIONS} (the fusion block mask is a custom 4D mask)')
-
-
-def check_prefix_attention(prefix_attention):
+def check_backbone(vlm, prefix_attention):
+    """Raise ValueError unless a backbone can run `vlm` with the fusion mask."""
     if prefix_attention not in PREFIX_ATTENTION:
         raise ValueError(f'prefix_attention: got {prefix_attention!r}, expected one of '
                          f'{PREFIX_ATTENTION}')
+    impl = vlm.config._attn_implementation
+    if impl not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f'vlm.config._attn_implementation: got {impl!r}, expected one of '
+                         f'{ATTN_IMPLEMENTATIONS} (the fusion block mask is a custom 4D mask)')
 
 
-def check_prefix(prefix_embeds, prefix_mask, width):
-    """Raise ValueError/TypeError naming the argument when the prefix is malformed."""
+def _check_suffix(suffix_embeds, shape, dtype):
+    if tuple(suffix_embeds.shape) != shape:
+        raise ValueError(f'suffix_embeds: got shape {tuple(suffix_embeds.shape)}, expected '
+                         f'{shape} (B, S, expert width)')
+    if suffix_embeds.dtype != dtype:
+        raise TypeError(f'suffix_embeds: got dtype {suffix_embeds.dtype}, expected {dtype} '
+                        '(the prefix dtype)')
+
+
+def pass_inputs(backbone, prefix_embeds, prefix_mask, suffix_ar, suffix_embeds=None):
+    """
+    Check the inputs of a backbone's forward / encode_prefix; give (mask, positions).
+
+    The one boundary check of both backbones (ValueError / TypeError naming the argument),
+    then `attention_inputs` for [prefix | suffix laid out by suffix_ar].
+    """
+    width = backbone.vlm.config.hidden_size
     if prefix_embeds.ndim != 3 or prefix_embeds.shape[-1] != width:
         raise ValueError(f'prefix_embeds: got shape {tuple(prefix_embeds.shape)}, expected '
                          f'(B, P, {width})')
@@ -238,26 +251,19 @@ def check_prefix(prefix_embeds, prefix_mask, width):
     if tuple(prefix_mask.shape) != tuple(prefix_embeds.shape[:2]):
         raise ValueError(f'prefix_mask: got shape {tuple(prefix_mask.shape)}, expected '
                          f'{tuple(prefix_embeds.shape[:2])} (B, P)')
-
-
-def check_suffix_ar(suffix_ar):
     if suffix_ar.ndim != 1 or suffix_ar.dtype != torch.bool:
         raise ValueError(f'suffix_ar: got shape {tuple(suffix_ar.shape)} dtype '
                          f'{suffix_ar.dtype}, expected (S,) torch.bool (one block flag per '
                          'suffix token)')
+    if suffix_embeds is not None:
+        shape = (prefix_embeds.shape[0], suffix_ar.shape[0], backbone.expert_hidden_size)
+        _check_suffix(suffix_embeds, shape, prefix_embeds.dtype)
+    return attention_inputs(prefix_mask, backbone.prefix_attention, prefix_embeds.dtype,
+                            suffix_ar)
 
 
-def check_suffix(suffix_embeds, batch, length, width, dtype):
-    """Raise ValueError/TypeError naming suffix_embeds when it is not (batch, length, width)."""
-    if tuple(suffix_embeds.shape) != (batch, length, width):
-        raise ValueError(f'suffix_embeds: got shape {tuple(suffix_embeds.shape)}, expected '
-                         f'({batch}, {length}, {width}) (B, S, expert width)')
-    if suffix_embeds.dtype != dtype:
-        raise TypeError(f'suffix_embeds: got dtype {suffix_embeds.dtype}, expected {dtype} '
-                        '(the prefix dtype)')
-
-
-def check_decode_mode(cache):
+def check_decode(backbone, cache, suffix_embeds):
+    """Raise unless `suffix_embeds` can be decoded on `cache` (inference only, its layout)."""
     if not isinstance(cache, PrefixCache):
         raise TypeError(f'cache: got {type(cache).__name__}, expected the PrefixCache returned '
                         'by encode_prefix')
@@ -265,6 +271,8 @@ def check_decode_mode(cache):
         raise RuntimeError('decode_suffix is inference-only (it reuses the prefix cache in '
                            'place): call it under torch.inference_mode() or torch.no_grad(); '
                            'use forward() for training')
+    shape = (cache.batch, cache.suffix_len, backbone.expert_hidden_size)
+    _check_suffix(suffix_embeds, shape, cache.suffix_mask.dtype)
 
 
 __all__ = [

@@ -31,14 +31,10 @@ Shapes: B batch, P prefix tokens, S suffix tokens, L tokens of the streams prese
 H query heads, K KV heads, D head_dim.
 """
 
-from spatialvla_ros.models.fusion_common import attention_inputs
 from spatialvla_ros.models.fusion_common import build_transformer
-from spatialvla_ros.models.fusion_common import check_attn_implementation
-from spatialvla_ros.models.fusion_common import check_decode_mode
-from spatialvla_ros.models.fusion_common import check_prefix
-from spatialvla_ros.models.fusion_common import check_prefix_attention
-from spatialvla_ros.models.fusion_common import check_suffix
-from spatialvla_ros.models.fusion_common import check_suffix_ar
+from spatialvla_ros.models.fusion_common import check_backbone
+from spatialvla_ros.models.fusion_common import check_decode
+from spatialvla_ros.models.fusion_common import pass_inputs
 from spatialvla_ros.models.fusion_common import PrefixCache
 from spatialvla_ros.models.fusion_common import restore_rope_fp32
 import torch
@@ -131,8 +127,7 @@ class LlamaDeepFusion(nn.Module):
         if expert_cfg.architecture != 'llama':
             raise ValueError(f'expert.architecture: got {expert_cfg.architecture!r}, expected '
                              "'llama' for deep fusion")
-        check_prefix_attention(prefix_attention)
-        check_attn_implementation(vlm, 'vlm')
+        check_backbone(vlm, prefix_attention)
         vlm_fields = {name: getattr(vlm.config, name) for name in _SHARED_ATTENTION_FIELDS}
         vlm_fields['head_dim'] = _head_dim(vlm.config)
         for name, want in vlm_fields.items():
@@ -193,12 +188,8 @@ class LlamaDeepFusion(nn.Module):
         Output:
             suffix hidden (B, S, D_expert), or (prefix hidden (B, P, D_vlm), suffix hidden).
         """
-        check_prefix(prefix_embeds, prefix_mask, self.vlm.config.hidden_size)
-        check_suffix_ar(suffix_ar)
-        check_suffix(suffix_embeds, prefix_embeds.shape[0], suffix_ar.shape[0],
-                     self.expert_hidden_size, prefix_embeds.dtype)
-        mask, positions = attention_inputs(prefix_mask, self.prefix_attention,
-                                           prefix_embeds.dtype, suffix_ar)  # (B,1,N,N), (B,N)
+        mask, positions = pass_inputs(self, prefix_embeds, prefix_mask, suffix_ar,
+                                      suffix_embeds)                    # (B,1,N,N), (B,N)
         h_v, h_e = self._run([prefix_embeds, suffix_embeds], positions, mask,
                              need_prefix=return_prefix_hidden)
         if return_prefix_hidden:
@@ -213,10 +204,7 @@ class LlamaDeepFusion(nn.Module):
         VLM stream alone. The cache also holds the mask and positions of the suffix laid out by
         `suffix_ar` (S,), which every decode_suffix step reuses.
         """
-        check_prefix(prefix_embeds, prefix_mask, self.vlm.config.hidden_size)
-        check_suffix_ar(suffix_ar)
-        mask, positions = attention_inputs(prefix_mask, self.prefix_attention,
-                                           prefix_embeds.dtype, suffix_ar)  # (B,1,N,N), (B,N)
+        mask, positions = pass_inputs(self, prefix_embeds, prefix_mask, suffix_ar)  # (B,1,N,N)
         p = prefix_embeds.shape[1]
         cache = PrefixCache(self.num_layers, mask[:, :, p:], positions[:, p:])
         self._run([prefix_embeds, None], positions[:, :p], mask[:, :, :p, :p], cache)
@@ -229,9 +217,7 @@ class LlamaDeepFusion(nn.Module):
         The same arithmetic as the suffix rows of `forward`; writes only the suffix tail of
         the cache.
         """
-        check_decode_mode(cache)
-        check_suffix(suffix_embeds, cache.batch, cache.suffix_len, self.expert_hidden_size,
-                     cache.suffix_mask.dtype)
+        check_decode(self, cache, suffix_embeds)
         _, h_e = self._run([None, suffix_embeds], cache.suffix_positions, cache.suffix_mask,
                            cache)
         return self.expert.norm(h_e)

@@ -28,14 +28,10 @@ interface, shared with LlamaDeepFusion:
 Shapes: B batch, P prefix tokens, S suffix tokens, N = P + S.
 """
 
-from spatialvla_ros.models.fusion_common import attention_inputs
 from spatialvla_ros.models.fusion_common import build_transformer
-from spatialvla_ros.models.fusion_common import check_attn_implementation
-from spatialvla_ros.models.fusion_common import check_decode_mode
-from spatialvla_ros.models.fusion_common import check_prefix
-from spatialvla_ros.models.fusion_common import check_prefix_attention
-from spatialvla_ros.models.fusion_common import check_suffix
-from spatialvla_ros.models.fusion_common import check_suffix_ar
+from spatialvla_ros.models.fusion_common import check_backbone
+from spatialvla_ros.models.fusion_common import check_decode
+from spatialvla_ros.models.fusion_common import pass_inputs
 from spatialvla_ros.models.fusion_common import PrefixCache
 from spatialvla_ros.models.fusion_common import restore_rope_fp32
 import torch
@@ -55,8 +51,7 @@ class LateFusionBackbone(nn.Module):
 
     def __init__(self, vlm, expert_cfg, prefix_attention='causal'):
         super().__init__()
-        check_prefix_attention(prefix_attention)
-        check_attn_implementation(vlm, 'vlm')
+        check_backbone(vlm, prefix_attention)
         self.vlm = vlm
         self.expert = build_transformer(expert_cfg)
         self.expert.embed_tokens = None          # the expert only ever gets inputs_embeds
@@ -100,13 +95,9 @@ class LateFusionBackbone(nn.Module):
         Output:
             suffix hidden (B, S, D_expert), or (context hidden (B, P, D_expert), suffix hidden).
         """
-        check_prefix(prefix_embeds, prefix_mask, self.vlm.config.hidden_size)
-        check_suffix_ar(suffix_ar)
-        check_suffix(suffix_embeds, prefix_embeds.shape[0], suffix_ar.shape[0],
-                     self.expert_hidden_size, prefix_embeds.dtype)
         p = prefix_embeds.shape[1]
-        mask, positions = attention_inputs(prefix_mask, self.prefix_attention,
-                                           prefix_embeds.dtype, suffix_ar)  # (B,1,N,N), (B,N)
+        mask, positions = pass_inputs(self, prefix_embeds, prefix_mask, suffix_ar,
+                                      suffix_embeds)                    # (B,1,N,N), (B,N)
         context = self._context(prefix_embeds, mask[:, :, :p, :p], positions[:, :p])
         joint = torch.cat([context, suffix_embeds], dim=1)                  # (B, N, D_expert)
         hidden = self.expert(inputs_embeds=joint, attention_mask=mask, position_ids=positions,
@@ -117,11 +108,8 @@ class LateFusionBackbone(nn.Module):
 
     def encode_prefix(self, prefix_embeds, prefix_mask, suffix_ar):
         """VLM + context projection + expert over the context, once; returns the expert K/V."""
-        check_prefix(prefix_embeds, prefix_mask, self.vlm.config.hidden_size)
-        check_suffix_ar(suffix_ar)
         p = prefix_embeds.shape[1]
-        mask, positions = attention_inputs(prefix_mask, self.prefix_attention,
-                                           prefix_embeds.dtype, suffix_ar)  # (B,1,N,N), (B,N)
+        mask, positions = pass_inputs(self, prefix_embeds, prefix_mask, suffix_ar)  # (B,1,N,N)
         context = self._context(prefix_embeds, mask[:, :, :p, :p], positions[:, :p])
         cache = PrefixCache(self.num_layers, mask[:, :, p:], positions[:, p:])
         self.expert(inputs_embeds=context, attention_mask=mask[:, :, :p, :p],
@@ -130,9 +118,7 @@ class LateFusionBackbone(nn.Module):
 
     def decode_suffix(self, cache, suffix_embeds):
         """Expert over the suffix, attending to the cached context K/V: (B, S, D_expert)."""
-        check_decode_mode(cache)
-        check_suffix(suffix_embeds, cache.batch, cache.suffix_len, self.expert_hidden_size,
-                     cache.suffix_mask.dtype)
+        check_decode(self, cache, suffix_embeds)
         out = self.expert(inputs_embeds=suffix_embeds, attention_mask=cache.suffix_mask,
                           position_ids=cache.suffix_positions, cache=cache, use_cache=True)
         return out.last_hidden_state
