@@ -50,10 +50,6 @@ _SHARED_ATTENTION_FIELDS = ('num_hidden_layers', 'num_attention_heads',
                             'num_key_value_heads', 'head_dim')
 
 
-def _head_dim(config):
-    return getattr(config, 'head_dim', None) or config.hidden_size // config.num_attention_heads
-
-
 def _project_qkv(attn, x):
     """(B, L, W) normalised tokens -> q (B, H, L, D), k and v (B, K, L, D)."""
     shape = (*x.shape[:-1], -1, attn.head_dim)                           # (B, L, heads, D)
@@ -94,6 +90,7 @@ def _joint_layer(layers, hiddens, cos, sin, mask, cache=None, layer_idx=None,
     if wanted != present:  # the suffix queries only; their rows follow the prefix's
         p = hiddens[0].shape[1]
         q, mask = q[:, :, p:], mask[:, :, p:]                  # (B, H, S, D), (B, 1, S, N)
+    assert mask.shape[-2:] == (q.shape[2], k.shape[2]), 'mask rows / columns = queries / keys'
     attn = layers[0].self_attn
     groups = attn.num_key_value_groups  # GQA: each K/V head serves `groups` query heads
     out = F.scaled_dot_product_attention(
@@ -128,10 +125,8 @@ class LlamaDeepFusion(nn.Module):
             raise ValueError(f'expert.architecture: got {expert_cfg.architecture!r}, expected '
                              "'llama' for deep fusion")
         check_backbone(vlm, prefix_attention)
-        vlm_fields = {name: getattr(vlm.config, name) for name in _SHARED_ATTENTION_FIELDS}
-        vlm_fields['head_dim'] = _head_dim(vlm.config)
-        for name, want in vlm_fields.items():
-            got = getattr(expert_cfg, name)
+        for name in _SHARED_ATTENTION_FIELDS:
+            got, want = getattr(expert_cfg, name), getattr(vlm.config, name)
             if got != want:
                 raise ValueError(f'expert.{name}: got {got}, expected {want} (vlm {name}; '
                                  'deep fusion shares attention layer by layer)')

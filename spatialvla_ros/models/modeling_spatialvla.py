@@ -253,12 +253,6 @@ class SpatialVLAModel(nn.Module):
         mask = torch.cat([visual_mask.bool(), observation.attention_mask.bool()], dim=1)
         return embeds, mask
 
-    def _velocity(self, hidden):
-        return self.action_head(hidden)  # last H tokens -> (B, H, A)
-
-    def _prepare(self, observation):
-        return observation.to(self.device, self.dtype)
-
     # ---------------------------------------------------------------- training
     def compute_loss(self, batch, generator=None, noise=None, time=None, reduce=True):
         """
@@ -302,8 +296,8 @@ class SpatialVLAModel(nn.Module):
         else:
             prefix, prefix_mask = self.embed_prefix(obs)
         suffix = self.suffix_embedding(x_t, t, obs.state)                  # (B, 2 + H, De)
-        hidden = self.backbone(prefix, prefix_mask, suffix, self._suffix_ar)
-        pred = self._velocity(hidden).float()                              # (B, H, A)
+        hidden = self.backbone(prefix, prefix_mask, suffix, self._suffix_ar)  # (B, 2 + H, De)
+        pred = self.action_head(hidden).float()                            # (B, H, A)
         if not reduce:
             return flow_matching.flow_loss_per_step(pred, target)
         return flow_matching.flow_loss(pred, target, action_mask)
@@ -329,7 +323,7 @@ class SpatialVLAModel(nn.Module):
         num_steps = self.config.flow.num_steps if num_steps is None else int(num_steps)
         if num_steps < 1:
             raise ValueError(f'num_steps: got {num_steps}, expected an integer >= 1')
-        obs = self._prepare(observation)
+        obs = observation.to(self.device, self.dtype)
         act = self.config.action
         shape = (obs.batch_size, act.chunk_size, act.action_dim)
         if noise is None:
@@ -338,13 +332,13 @@ class SpatialVLAModel(nn.Module):
             raise ValueError(f'noise: got shape {tuple(noise.shape)}, expected {shape}')
         noise = noise.to(device=obs.state.device, dtype=torch.float32)
         prefix, prefix_mask = self.embed_prefix(obs)
-        cache = self.backbone.encode_prefix(prefix, prefix_mask, self._suffix_ar)
+        cache = self.backbone.encode_prefix(prefix, prefix_mask, self._suffix_ar)  # once
         state = obs.state
 
         def velocity_fn(x_t, t):  # t: (B,) float32, kept in fp32 for the sin/cos features
-            suffix = self.suffix_embedding(x_t, t, state)
-            hidden = self.backbone.decode_suffix(cache, suffix)
-            return self._velocity(hidden)
+            suffix = self.suffix_embedding(x_t, t, state)                 # (B, 2 + H, De)
+            hidden = self.backbone.decode_suffix(cache, suffix)           # (B, 2 + H, De)
+            return self.action_head(hidden)                               # (B, H, A)
 
         return flow_matching.euler_sample(velocity_fn, noise, num_steps)
 
