@@ -76,6 +76,12 @@ def _inputs(dv, de, seed=1, chunk=10):
     return prefix, mask, suffix, suffix_ar_mask(chunk)
 
 
+def _with_prefix_attention(plan, prefix_attention):
+    cfg = _cfg(plan)
+    return dataclasses.replace(cfg, language_model=dataclasses.replace(
+        cfg.language_model, prefix_attention=prefix_attention))
+
+
 def _inputs_for(bb, seed=1):
     return _inputs(bb.vlm.config.hidden_size, bb.expert_hidden_size, seed)
 
@@ -224,10 +230,7 @@ def test_suffix_embedding_and_head():
 # ----------------------------------------------------------------- deep fusion vs references
 @pytest.mark.parametrize('prefix_attention', ['causal', 'bidirectional'])
 def test_deep_vlm_stream_equals_llama_on_prefix(prefix_attention):
-    cfg = _cfg('deep_fusion')
-    bb = _backbone('deep_fusion', dataclasses.replace(
-        cfg, language_model=dataclasses.replace(cfg.language_model,
-                                                prefix_attention=prefix_attention)))
+    bb = _backbone('deep_fusion', _with_prefix_attention('deep_fusion', prefix_attention))
     prefix, mask, suffix, suffix_ar = _inputs_for(bb)
     with torch.no_grad():
         prefix_out, _ = bb(prefix, mask, suffix, suffix_ar, return_prefix_hidden=True)
@@ -296,8 +299,9 @@ def test_late_expert_equals_transformers_one_pass(plan):
 
 # ----------------------------------------------------------------- common interface, 3 plans
 @pytest.mark.parametrize('plan', PLANS)
-def test_cached_decode_equals_forward_and_leaves_prefix_untouched(plan):
-    bb = _backbone(plan)
+@pytest.mark.parametrize('prefix_attention', ['causal', 'bidirectional'])
+def test_cached_decode_equals_forward_and_leaves_prefix_untouched(plan, prefix_attention):
+    bb = _backbone(plan, _with_prefix_attention(plan, prefix_attention))
     prefix, mask, suffix, suffix_ar = _inputs_for(bb)
     other = torch.randn(suffix.shape, generator=torch.Generator().manual_seed(9))
     with torch.inference_mode():
