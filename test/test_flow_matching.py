@@ -90,34 +90,21 @@ def test_beta_time_statistics_of_the_config():
         assert abs(float((x <= q).double().mean()) - q ** 1.5) < 6e-3
 
 
-@pytest.mark.parametrize('alpha,beta', [(2.0, 3.0), (0.5, 0.5)])
-def test_beta_gamma_path_statistics(alpha, beta):
-    n = 100_000
-    x = fm.sample_beta(n, alpha, beta, torch.Generator().manual_seed(3)).double()
-    mean = alpha / (alpha + beta)
-    var = alpha * beta / ((alpha + beta) ** 2 * (alpha + beta + 1))
-    assert abs(float(x.mean()) - mean) < 5 * math.sqrt(var / n)
-    assert abs(float(x.var()) - var) < 0.05 * var
-    if (alpha, beta) == (2.0, 3.0):  # I_x(2, 3) = sum_{j=2..4} C(4, j) x^j (1 - x)^(4 - j)
-        def cdf(q):
-            return sum(math.comb(4, j) * q ** j * (1 - q) ** (4 - j) for j in range(2, 5))
-    else:  # arcsine law
-        def cdf(q):
-            return 2 / math.pi * math.asin(math.sqrt(q))
-    for q in (0.1, 0.4, 0.7):
-        assert abs(float((x <= q).double().mean()) - cdf(q)) < 8e-3
-
-
 def test_time_sampling_is_deterministic_with_a_generator():
-    for cfg in (FlowConfig(), FlowConfig(time_beta_alpha=2.0, time_beta_beta=2.0)):
+    for cfg in (FlowConfig(), FlowConfig(time_beta_alpha=1.0, time_beta_beta=2.0)):
         a = fm.sample_time(64, cfg, torch.Generator().manual_seed(7))
         b = fm.sample_time(64, cfg, torch.Generator().manual_seed(7))
         c = fm.sample_time(64, cfg, torch.Generator().manual_seed(8))
         assert torch.equal(a, b)
         assert not torch.equal(a, c)
         assert a.dtype == torch.float32
-    with pytest.raises(ValueError, match='Beta parameters'):
-        fm.sample_beta(4, 0.0, 1.0)
+    # Beta(1, 2): CDF 1 - (1 - x)^2, so P(x <= 0.5) = 0.75.
+    x = fm.sample_time(100_000, FlowConfig(time_beta_alpha=1.0, time_beta_beta=2.0, time_min=0.0),
+                       torch.Generator().manual_seed(3))
+    assert abs(float((x <= 0.5).double().mean()) - 0.75) < 6e-3
+    for alpha, beta in ((2.0, 2.0), (0.0, 1.0)):
+        with pytest.raises(ValueError, match='time_beta_alpha'):
+            fm.sample_time(4, FlowConfig(time_beta_alpha=alpha, time_beta_beta=beta))
 
 
 def test_masked_loss_ignores_padded_steps():
@@ -133,9 +120,6 @@ def test_masked_loss_ignores_padded_steps():
     manual = ((pred - target) ** 2)[mask].mean()  # mean over valid steps and all dims
     torch.testing.assert_close(loss, manual, rtol=1e-6, atol=0)
     assert torch.equal(fm.flow_loss(corrupted, target, mask), fm.flow_loss(pred, target, mask))
-    per_sample = fm.flow_loss_per_sample(corrupted, target, mask)
-    for i in range(3):
-        torch.testing.assert_close(per_sample[i], ((pred[i] - target[i]) ** 2)[mask[i]].mean())
     torch.testing.assert_close(fm.flow_loss(pred, target), ((pred - target) ** 2).mean())
     empty = torch.zeros(3, 10, dtype=torch.bool)
     assert float(fm.flow_loss(pred, target, empty)) == 0.0  # no NaN without valid steps

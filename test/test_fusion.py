@@ -26,15 +26,14 @@ import os
 import pytest
 from spatialvla_ros.models.configuration_spatialvla import PLANS
 from spatialvla_ros.models.configuration_spatialvla import SpatialVLAConfig
-from spatialvla_ros.models.fusion_common import attention_allowed
+from spatialvla_ros.models.fusion_common import attention_inputs
 from spatialvla_ros.models.fusion_common import build_transformer
-from spatialvla_ros.models.fusion_common import position_ids
 from spatialvla_ros.models.modeling_deep_fusion import LlamaDeepFusion
-from spatialvla_ros.models.modeling_late_fusion import ActionOutputHead
-from spatialvla_ros.models.modeling_late_fusion import ActionSuffixEmbedding
-from spatialvla_ros.models.modeling_late_fusion import build_fusion_backbone
 from spatialvla_ros.models.modeling_late_fusion import LateFusionBackbone
-from spatialvla_ros.models.modeling_late_fusion import suffix_block_ids
+from spatialvla_ros.models.modeling_spatialvla import ActionOutputHead
+from spatialvla_ros.models.modeling_spatialvla import ActionSuffixEmbedding
+from spatialvla_ros.models.modeling_spatialvla import build_fusion_backbone
+from spatialvla_ros.models.modeling_spatialvla import suffix_ar_mask
 import torch
 import torch.nn.functional as F
 
@@ -74,7 +73,13 @@ def _inputs(dv, de, seed=1, chunk=10):
     mask[0, 11] = False    # ... and at the end
     mask[1, 8:] = False
     suffix = torch.randn(b, 2 + chunk, de, generator=g)
-    return prefix, mask, suffix, suffix_block_ids(chunk)
+    return prefix, mask, suffix, suffix_ar_mask(chunk)
+
+
+def _with_prefix_attention(plan, prefix_attention):
+    cfg = _cfg(plan)
+    return dataclasses.replace(cfg, language_model=dataclasses.replace(
+        cfg.language_model, prefix_attention=prefix_attention))
 
 
 def _inputs_for(bb, seed=1):
@@ -82,10 +87,16 @@ def _inputs_for(bb, seed=1):
 
 
 # ----------------------------------------------------------------- references written here
-def _ref_allowed(prefix_mask, blocks, bidirectional):
-    """[query, key] rule written out token by token; a padded prefix query sees itself."""
+def _ref_allowed(prefix_mask, suffix_len, bidirectional):
+    """
+    [query, key] rule written out token by token for [prefix | time, state, actions].
+
+    Prefix queries see valid prefix keys (earlier ones only when causal); time and state see
+    the valid prefix and each other; actions see the valid prefix and the whole suffix; a
+    padded prefix query sees itself.
+    """
     b, p = prefix_mask.shape
-    n = p + len(blocks)
+    n = p + suffix_len
     allowed = torch.zeros(b, n, n, dtype=torch.bool)
     for s in range(b):
         for i in range(n):
@@ -93,8 +104,10 @@ def _ref_allowed(prefix_mask, blocks, bidirectional):
                 key_valid = j < p and bool(prefix_mask[s, j])
                 if i < p:
                     ok = key_valid and bool(prefix_mask[s, i]) and (bidirectional or j <= i)
-                else:
-                    ok = key_valid or (j >= p and int(blocks[j - p]) <= int(blocks[i - p]))
+                elif i < p + 2:  # time or state
+                    ok = key_valid or p <= j < p + 2
+                else:            # an action
+                    ok = key_valid or j >= p
                 allowed[s, i, j] = ok or i == j
     return allowed
 
@@ -127,13 +140,13 @@ def _rope(x, pos, theta):
     return torch.cat([x1 * ang.cos() - x2 * ang.sin(), x2 * ang.cos() + x1 * ang.sin()], -1)
 
 
-def _manual_deep_fusion(vlm, expert, prefix, prefix_mask, suffix, blocks, bidirectional):
+def _manual_deep_fusion(vlm, expert, prefix, prefix_mask, suffix, suffix_ar, bidirectional):
     """Float64 lockstep reference: own Q/K/V per stream, one masked softmax over both."""
     c = vlm.config
     heads, kv, d, eps = c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.rms_norm_eps
     theta = c.rope_parameters['rope_theta']
-    allowed = _ref_allowed(prefix_mask, blocks, bidirectional)
-    pos = _ref_positions(prefix_mask, len(blocks))
+    allowed = _ref_allowed(prefix_mask, len(suffix_ar), bidirectional)
+    pos = _ref_positions(prefix_mask, len(suffix_ar))
     b, p = prefix_mask.shape
 
     def w(t):
@@ -172,12 +185,16 @@ def _close(a, b, tol=TOL):
 # ----------------------------------------------------------------- mask, positions, suffix
 def test_block_mask_and_positions_follow_the_rule():
     prefix_mask = torch.tensor([[True, False, True, True], [True, True, True, False]])
-    blocks = torch.tensor([0, 0, 1])
+    suffix_ar = suffix_ar_mask(1)
+    assert suffix_ar.tolist() == [True, False, True] and suffix_ar.dtype == torch.bool
     for bidirectional in (False, True):
         kind = 'bidirectional' if bidirectional else 'causal'
-        got = attention_allowed(prefix_mask, blocks, kind)
-        assert torch.equal(got, _ref_allowed(prefix_mask, blocks, bidirectional))
-    got = attention_allowed(prefix_mask, blocks, 'causal')[0].int()
+        mask, _ = attention_inputs(prefix_mask, kind, torch.float32, suffix_ar)
+        assert mask.shape == (2, 1, 7, 7)
+        assert torch.equal(mask, _additive(_ref_allowed(prefix_mask, 3, bidirectional)))
+    mask, positions = attention_inputs(prefix_mask, 'causal', torch.bfloat16, suffix_ar)
+    assert mask.dtype == torch.bfloat16
+    got = (mask[0, 0] == 0).int()
     assert got.tolist() == [[1, 0, 0, 0, 0, 0, 0],
                             [0, 1, 0, 0, 0, 0, 0],   # padded query: itself only
                             [1, 0, 1, 0, 0, 0, 0],
@@ -185,11 +202,12 @@ def test_block_mask_and_positions_follow_the_rule():
                             [1, 0, 1, 1, 1, 1, 0],   # time/state: block 0 only
                             [1, 0, 1, 1, 1, 1, 0],
                             [1, 0, 1, 1, 1, 1, 1]]   # actions see everything valid
-    assert position_ids(prefix_mask, 3).tolist() == [[0, 0, 1, 2, 3, 4, 5],
-                                                     [0, 1, 2, 2, 3, 4, 5]]
-    assert torch.equal(position_ids(prefix_mask, 3), _ref_positions(prefix_mask, 3))
-    assert suffix_block_ids(3).tolist() == [0, 0, 1, 1, 1]
-    assert suffix_block_ids(3).dtype == torch.long
+    assert positions.tolist() == [[0, 0, 1, 2, 3, 4, 5],
+                                  [0, 1, 2, 2, 3, 4, 5]]
+    assert torch.equal(positions, _ref_positions(prefix_mask, 3))
+    prefix_only, prefix_positions = attention_inputs(prefix_mask, 'causal', torch.float32)
+    assert torch.equal(prefix_only, _additive(_ref_allowed(prefix_mask, 0, False)))
+    assert torch.equal(prefix_positions, positions[:, :4])
 
 
 def test_suffix_embedding_and_head():
@@ -205,26 +223,19 @@ def test_suffix_embedding_and_head():
     assert torch.equal(other_s[:, [0, *range(2, 12)]], tokens[:, [0, *range(2, 12)]])
     head = ActionOutputHead(32, 8)
     assert head(torch.randn(2, 12, 32)).shape == (2, 10, 8)
-    with_pos = ActionSuffixEmbedding(8, 7, 32, horizon=10)
-    assert with_pos(actions, t, state).shape == (2, 12, 32)
     with pytest.raises(ValueError, match='state'):
         emb(actions, t, torch.randn(2, 8))
-    with pytest.raises(ValueError, match='horizon'):
-        with_pos(actions[:, :9], t, state)
 
 
 # ----------------------------------------------------------------- deep fusion vs references
 @pytest.mark.parametrize('prefix_attention', ['causal', 'bidirectional'])
 def test_deep_vlm_stream_equals_llama_on_prefix(prefix_attention):
-    cfg = _cfg('deep_fusion')
-    bb = _backbone('deep_fusion', dataclasses.replace(
-        cfg, language_model=dataclasses.replace(cfg.language_model,
-                                                prefix_attention=prefix_attention)))
-    prefix, mask, suffix, blocks = _inputs_for(bb)
+    bb = _backbone('deep_fusion', _with_prefix_attention('deep_fusion', prefix_attention))
+    prefix, mask, suffix, suffix_ar = _inputs_for(bb)
     with torch.no_grad():
-        prefix_out, _ = bb(prefix, mask, suffix, blocks, return_prefix_hidden=True)
+        prefix_out, _ = bb(prefix, mask, suffix, suffix_ar, return_prefix_hidden=True)
         pos = _ref_positions(mask, 0)
-        allowed = _ref_allowed(mask, torch.zeros(0), prefix_attention == 'bidirectional')
+        allowed = _ref_allowed(mask, 0, prefix_attention == 'bidirectional')
         ref = bb.vlm(inputs_embeds=prefix, attention_mask=_additive(allowed),
                      position_ids=pos, use_cache=False).last_hidden_state
         _close(prefix_out, ref)
@@ -240,13 +251,15 @@ def test_deep_identical_copy_equals_one_llama_over_concatenation(prefix_attentio
     expert_cfg = dataclasses.replace(lm, vocab_size=8)  # same shape as the VLM
     torch.manual_seed(0)
     vlm = _randomize(build_transformer(lm), 1)
-    bb = LlamaDeepFusion(vlm, expert_cfg, prefix_attention, init_expert_from_vlm=True).eval()
-    prefix, mask, suffix, blocks = _inputs(lm.hidden_size, lm.hidden_size)
+    bb = LlamaDeepFusion(vlm, expert_cfg, prefix_attention).eval()
+    bb.expert.layers.load_state_dict(vlm.layers.state_dict())  # the identical-copy expert
+    bb.expert.norm.load_state_dict(vlm.norm.state_dict())
+    prefix, mask, suffix, suffix_ar = _inputs(lm.hidden_size, lm.hidden_size)
     with torch.no_grad():
-        prefix_out, suffix_out = bb(prefix, mask, suffix, blocks, return_prefix_hidden=True)
-        allowed = _ref_allowed(mask, blocks, prefix_attention == 'bidirectional')
+        prefix_out, suffix_out = bb(prefix, mask, suffix, suffix_ar, return_prefix_hidden=True)
+        allowed = _ref_allowed(mask, len(suffix_ar), prefix_attention == 'bidirectional')
         ref = vlm(inputs_embeds=torch.cat([prefix, suffix], 1), attention_mask=_additive(allowed),
-                  position_ids=_ref_positions(mask, len(blocks)),
+                  position_ids=_ref_positions(mask, len(suffix_ar)),
                   use_cache=False).last_hidden_state
     p = prefix.shape[1]
     _close(suffix_out, ref[:, p:])
@@ -257,11 +270,11 @@ def test_deep_narrow_expert_equals_manual_joint_attention():
     bb = _backbone('deep_fusion')
     assert bb.expert_hidden_size < bb.vlm.config.hidden_size          # the narrower preset
     assert bb.vlm.config.num_key_value_heads < bb.vlm.config.num_attention_heads  # GQA
-    prefix, mask, suffix, blocks = _inputs_for(bb)
+    prefix, mask, suffix, suffix_ar = _inputs_for(bb)
     with torch.no_grad():
-        prefix_out, suffix_out = bb(prefix, mask, suffix, blocks, return_prefix_hidden=True)
+        prefix_out, suffix_out = bb(prefix, mask, suffix, suffix_ar, return_prefix_hidden=True)
     ref_prefix, ref_suffix = _manual_deep_fusion(bb.vlm, bb.expert, prefix, mask, suffix,
-                                                 blocks, bidirectional=False)
+                                                 suffix_ar, bidirectional=False)
     _close(suffix_out, ref_suffix)
     _close(prefix_out[mask], ref_prefix[mask])
 
@@ -269,39 +282,39 @@ def test_deep_narrow_expert_equals_manual_joint_attention():
 @pytest.mark.parametrize('plan', ['late_gemma', 'late_llama'])
 def test_late_expert_equals_transformers_one_pass(plan):
     bb = _backbone(plan)
-    prefix, mask, suffix, blocks = _inputs_for(bb)
+    prefix, mask, suffix, suffix_ar = _inputs_for(bb)
     with torch.no_grad():
-        out = bb(prefix, mask, suffix, blocks)
+        out = bb(prefix, mask, suffix, suffix_ar)
         # Context from transformers' own causal + padding mask (padded rows differ there, but
         # they are invisible keys in the expert), then one expert pass over [context | suffix].
-        pos = _ref_positions(mask, len(blocks))
+        pos = _ref_positions(mask, len(suffix_ar))
         vlm_out = bb.vlm(inputs_embeds=prefix, attention_mask=mask.long(),
                          position_ids=pos[:, :prefix.shape[1]], use_cache=False)
         context = bb.context_proj(vlm_out.last_hidden_state)
         ref = bb.expert(inputs_embeds=torch.cat([context, suffix], 1),
-                        attention_mask=_additive(_ref_allowed(mask, blocks, False)),
+                        attention_mask=_additive(_ref_allowed(mask, len(suffix_ar), False)),
                         position_ids=pos, use_cache=False).last_hidden_state
     _close(out, ref[:, prefix.shape[1]:])
 
 
 # ----------------------------------------------------------------- common interface, 3 plans
 @pytest.mark.parametrize('plan', PLANS)
-@pytest.mark.parametrize('suffix_len', [None, 12])
-def test_cached_decode_equals_forward_and_leaves_prefix_untouched(plan, suffix_len):
-    bb = _backbone(plan)
-    prefix, mask, suffix, blocks = _inputs_for(bb)
+@pytest.mark.parametrize('prefix_attention', ['causal', 'bidirectional'])
+def test_cached_decode_equals_forward_and_leaves_prefix_untouched(plan, prefix_attention):
+    bb = _backbone(plan, _with_prefix_attention(plan, prefix_attention))
+    prefix, mask, suffix, suffix_ar = _inputs_for(bb)
     other = torch.randn(suffix.shape, generator=torch.Generator().manual_seed(9))
     with torch.inference_mode():
-        full = bb(prefix, mask, suffix, blocks)
-        cache = bb.encode_prefix(prefix, mask, suffix_len=suffix_len)
-        first = bb.decode_suffix(cache, suffix, blocks)
+        full = bb(prefix, mask, suffix, suffix_ar)
+        cache = bb.encode_prefix(prefix, mask, suffix_ar)
+        first = bb.decode_suffix(cache, suffix)
         p = prefix.shape[1]
         snapshot = [(layer.keys[:, :, :p].clone(), layer.values[:, :, :p].clone())
                     for layer in cache.layers]
         buffers = [layer.keys.data_ptr() for layer in cache.layers]
-        other_out = bb.decode_suffix(cache, other, blocks)
-        again = bb.decode_suffix(cache, suffix, blocks)
-        full_other = bb(prefix, mask, other, blocks)
+        other_out = bb.decode_suffix(cache, other)
+        again = bb.decode_suffix(cache, suffix)
+        full_other = bb(prefix, mask, other, suffix_ar)
     _close(first, full)
     _close(other_out, full_other)
     assert torch.equal(first, again)                      # no state leaks between steps
@@ -315,14 +328,14 @@ def test_cached_decode_equals_forward_and_leaves_prefix_untouched(plan, suffix_l
 @pytest.mark.parametrize('plan', PLANS)
 def test_prefix_never_sees_the_suffix(plan):
     bb = _backbone(plan)
-    prefix, mask, suffix, blocks = _inputs_for(bb)
+    prefix, mask, suffix, suffix_ar = _inputs_for(bb)
     with torch.no_grad():
-        pre_a, suf_a = bb(prefix, mask, suffix, blocks, return_prefix_hidden=True)
-        pre_b, suf_b = bb(prefix, mask, suffix * -2.0 + 1.0, blocks, return_prefix_hidden=True)
+        pre_a, suf_a = bb(prefix, mask, suffix, suffix_ar, return_prefix_hidden=True)
+        pre_b, suf_b = bb(prefix, mask, suffix * -2.0 + 1.0, suffix_ar, return_prefix_hidden=True)
         # Actions never reach the time/state tokens (block 0 does not see block 1).
         changed = suffix.clone()
         changed[:, 2:] += 3.0
-        _, suf_c = bb(prefix, mask, changed, blocks, return_prefix_hidden=True)
+        _, suf_c = bb(prefix, mask, changed, suffix_ar, return_prefix_hidden=True)
     _close(pre_a, pre_b, 1e-6)
     assert float((suf_a - suf_b).abs().max()) > 1e-2
     _close(suf_c[:, :2], suf_a[:, :2], 1e-6)
@@ -332,17 +345,17 @@ def test_prefix_never_sees_the_suffix(plan):
 @pytest.mark.parametrize('plan', PLANS)
 def test_padded_prefix_tokens_have_no_effect(plan):
     bb = _backbone(plan)
-    prefix, mask, suffix, blocks = _inputs_for(bb)
+    prefix, mask, suffix, suffix_ar = _inputs_for(bb)
     garbage = prefix.clone()
     garbage[~mask] = 50.0 * torch.randn(int((~mask).sum()), prefix.shape[-1])
     with torch.no_grad():
-        out = bb(prefix, mask, suffix, blocks)
-        out_garbage = bb(garbage, mask, suffix, blocks)
+        out = bb(prefix, mask, suffix, suffix_ar)
+        out_garbage = bb(garbage, mask, suffix, suffix_ar)
         compact = prefix[0:1, mask[0]]                    # the same tokens without padding
         out_compact = bb(compact, torch.ones(compact.shape[:2], dtype=torch.bool),
-                         suffix[0:1], blocks)
+                         suffix[0:1], suffix_ar)
     with torch.inference_mode():
-        decoded = bb.decode_suffix(bb.encode_prefix(garbage, mask), suffix, blocks)
+        decoded = bb.decode_suffix(bb.encode_prefix(garbage, mask, suffix_ar), suffix)
     _close(out_garbage, out, 1e-6)
     _close(decoded, out)
     _close(out_compact, out[0:1])
@@ -375,19 +388,19 @@ def test_gqa_equals_the_expanded_multi_head_model(plan):
     shapes = {'vlm': (lm.num_attention_heads, lm.num_key_value_heads, lm.head_dim),
               'expert': (ex.num_attention_heads, ex.num_key_value_heads, ex.head_dim)}
     mha.load_state_dict(_mha_state(bb.state_dict(), shapes))
-    prefix, mask, suffix, blocks = _inputs_for(bb)
+    prefix, mask, suffix, suffix_ar = _inputs_for(bb)
     with torch.inference_mode():
-        _close(mha(prefix, mask, suffix, blocks), bb(prefix, mask, suffix, blocks))
-        got = bb.decode_suffix(bb.encode_prefix(prefix, mask), suffix, blocks)
-        want = mha.decode_suffix(mha.encode_prefix(prefix, mask), suffix, blocks)
+        _close(mha(prefix, mask, suffix, suffix_ar), bb(prefix, mask, suffix, suffix_ar))
+        got = bb.decode_suffix(bb.encode_prefix(prefix, mask, suffix_ar), suffix)
+        want = mha.decode_suffix(mha.encode_prefix(prefix, mask, suffix_ar), suffix)
         _close(got, want)
 
 
 @pytest.mark.parametrize('plan', PLANS)
 def test_training_pass_reaches_both_streams_and_bf16_runs(plan):
     bb = _backbone(plan).train()
-    prefix, mask, suffix, blocks = _inputs_for(bb)
-    bb(prefix, mask, suffix, blocks).pow(2).mean().backward()
+    prefix, mask, suffix, suffix_ar = _inputs_for(bb)
+    bb(prefix, mask, suffix, suffix_ar).pow(2).mean().backward()
     grads = [bb.vlm.layers[0].self_attn.q_proj.weight, bb.expert.layers[-1].mlp.up_proj.weight,
              bb.expert.layers[0].self_attn.k_proj.weight]
     if isinstance(bb, LateFusionBackbone):
@@ -396,14 +409,17 @@ def test_training_pass_reaches_both_streams_and_bf16_runs(plan):
         assert param.grad is not None and float(param.grad.abs().max()) > 0
     bf16 = bb.eval().to(torch.bfloat16)
     fresh = build_transformer(_cfg(plan).language_model).rotary_emb.inv_freq
-    for model in (bf16.vlm, bf16.expert):                # RoPE frequencies stay float32
-        assert model.rotary_emb.inv_freq.dtype == torch.float32
+    ropes = [bf16.vlm.rotary_emb]  # deep fusion's expert uses the VLM's RoPE
+    if isinstance(bb, LateFusionBackbone):
+        ropes.append(bf16.expert.rotary_emb)
+    for rope in ropes:                                   # RoPE frequencies stay float32
+        assert rope.inv_freq.dtype == torch.float32
     assert torch.equal(bf16.vlm.rotary_emb.inv_freq, fresh)
     assert bf16.vlm.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
-    args = (prefix.bfloat16(), mask, suffix.bfloat16(), blocks)
+    args = (prefix.bfloat16(), mask, suffix.bfloat16(), suffix_ar)
     with torch.inference_mode():
         full = bf16(*args)
-        step = bf16.decode_suffix(bf16.encode_prefix(*args[:2]), *args[2:])
+        step = bf16.decode_suffix(bf16.encode_prefix(*args[:2], suffix_ar), args[2])
     assert full.dtype == torch.bfloat16 and bool(torch.isfinite(full).all())
     assert float((full.float() - step.float()).abs().max()) < 0.05 * float(full.abs().max())
 
@@ -417,8 +433,8 @@ def test_gradient_checkpointing_recomputes_and_gives_the_same_gradients(plan):
         calls = []
         # A pre-hook: torch's non-reentrant recompute stops right after the last saved tensor.
         bb.expert.layers[0].mlp.register_forward_pre_hook(lambda *args: calls.append(1))
-        prefix, mask, suffix, blocks = _inputs_for(bb)
-        bb(prefix, mask, suffix, blocks).pow(2).mean().backward()
+        prefix, mask, suffix, suffix_ar = _inputs_for(bb)
+        bb(prefix, mask, suffix, suffix_ar).pow(2).mean().backward()
         assert len(calls) == (2 if enabled else 1)       # recomputed in backward when enabled
         grads.append([p.grad.clone() for p in bb.parameters() if p.grad is not None])
     assert len(grads[0]) == len(grads[1]) > 0
@@ -435,22 +451,26 @@ def test_invalid_shapes_and_inputs_are_named():
             LlamaDeepFusion(vlm, dataclasses.replace(cfg.expert, **{name: value}))
     with pytest.raises(ValueError, match='expert.architecture'):
         LlamaDeepFusion(vlm, _cfg('late_gemma').expert)
-    with pytest.raises(ValueError, match='expert.hidden_size'):
-        LlamaDeepFusion(vlm, cfg.expert, init_expert_from_vlm=True)
     with pytest.raises(ValueError, match='prefix_attention'):
         LateFusionBackbone(vlm, _cfg('late_gemma').expert, 'full')
     bb = LlamaDeepFusion(vlm, cfg.expert)
-    prefix, mask, suffix, blocks = _inputs_for(bb)
+    prefix, mask, suffix, suffix_ar = _inputs_for(bb)
     with pytest.raises(TypeError, match='prefix_mask'):
-        bb(prefix, mask.long(), suffix, blocks)
+        bb(prefix, mask.long(), suffix, suffix_ar)
     with pytest.raises(ValueError, match='suffix_embeds'):
-        bb(prefix, mask, suffix[..., :16], blocks)
-    with pytest.raises(ValueError, match='suffix_blocks'):
-        bb(prefix, mask, suffix, blocks[:-1])
+        bb(prefix, mask, suffix[..., :16], suffix_ar)
+    with pytest.raises(ValueError, match='suffix_embeds'):
+        bb(prefix, mask, suffix, suffix_ar[:-1])
+    with pytest.raises(ValueError, match='suffix_ar'):
+        bb(prefix, mask, suffix, suffix_ar.long())
+    with pytest.raises(TypeError, match='suffix_embeds'):
+        bb(prefix, mask, suffix.double(), suffix_ar)
     with torch.no_grad():
-        cache = bb.encode_prefix(prefix, mask)
+        cache = bb.encode_prefix(prefix, mask, suffix_ar)
+        with pytest.raises(ValueError, match='suffix_embeds'):
+            bb.decode_suffix(cache, suffix[:, :-1])
     with pytest.raises(RuntimeError, match='inference-only'):
-        bb.decode_suffix(cache, suffix, blocks)
+        bb.decode_suffix(cache, suffix)
     flash = build_transformer(cfg.language_model)
     flash.config._attn_implementation = 'flash_attention_2'
     with pytest.raises(ValueError, match='_attn_implementation'):

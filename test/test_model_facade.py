@@ -16,6 +16,8 @@
 
 import dataclasses
 import os
+import subprocess
+import sys
 
 import pytest
 from spatialvla_ros.models.configuration_spatialvla import PLANS
@@ -93,7 +95,7 @@ def test_loss_backprops_into_every_part(plan):
         prefix, prefix_mask = model.embed_prefix(batch.observation)
         suffix = model.suffix_embedding(x_t, t, batch.observation.state)
         pred = model.action_head(model.backbone(prefix, prefix_mask, suffix,
-                                                model._suffix_blocks))
+                                                model._suffix_ar))
     torch.testing.assert_close(given, ((pred - (noise - batch.actions)) ** 2).mean(-1))
     loss.backward()
     for name, part in (('encoder', model.encoder3d), ('vlm', model.vlm)):
@@ -147,7 +149,7 @@ def test_sampling_is_seeded_batched_and_prefix_runs_once(plan):
             t = torch.full((3,), 1.0 - k / 4)
             suffix = model.suffix_embedding(x, t, obs.state)
             x = x - 0.25 * model.action_head(model.backbone(prefix, prefix_mask, suffix,
-                                                            model._suffix_blocks))
+                                                            model._suffix_ar))
     torch.testing.assert_close(model.sample_actions(obs, noise=noise, num_steps=4), x,
                                rtol=0, atol=1e-5)
     # batched == one at a time (different visual token counts and text lengths -> padding)
@@ -219,3 +221,11 @@ def test_gradient_checkpointing_keeps_loss_and_gradients(plan):
                         model.vlm.layers[0].mlp.up_proj.weight.grad))
     for plain, ckpt in zip(*results):
         torch.testing.assert_close(plain, ckpt, rtol=1e-4, atol=1e-6)
+
+
+def test_the_package_exports_its_api_without_ros():
+    # A fresh interpreter: this process may have imported rclpy through other tests.
+    probe = ('import sys\nimport spatialvla_ros.models as m\n'
+             'print(all(hasattr(m, n) for n in m.__all__), "rclpy" in sys.modules)')
+    out = subprocess.check_output([sys.executable, '-c', probe], text=True, timeout=300)
+    assert out.split() == ['True', 'False']

@@ -35,7 +35,7 @@ import threading
 import time
 
 from spatialvla_ros.models import flow_matching
-from spatialvla_ros.models.modeling_late_fusion import suffix_block_ids
+from spatialvla_ros.models.modeling_spatialvla import suffix_ar_mask
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 import torch
 
@@ -121,22 +121,21 @@ def measure_model(model, observation, num_steps=None, repeats=10, warmup=2, seed
     device = model.device
     obs = observation.to(device, model.dtype)
     act = cfg.action
-    blocks = suffix_block_ids(act.chunk_size).to(device)
+    suffix_ar = suffix_ar_mask(act.chunk_size).to(device)
     g = torch.Generator(device=device).manual_seed(seed)
     noise = torch.randn((obs.batch_size, act.chunk_size, act.action_dim), generator=g,
                         device=device)
     t = torch.ones(obs.batch_size, device=device)
-    suffix_len = blocks.shape[0]
 
     def prefix():
         embeds, mask = model.embed_prefix(obs)
-        return model.backbone.encode_prefix(embeds, mask, suffix_len)
+        return model.backbone.encode_prefix(embeds, mask, suffix_ar)
 
     cache = prefix()
 
     def step(cache_=cache):
         suffix = model.suffix_embedding(noise, t, obs.state)
-        return model.action_head(model.backbone.decode_suffix(cache_, suffix, blocks))
+        return model.action_head(model.backbone.decode_suffix(cache_, suffix))
 
     def chunk():
         return model.sample_actions(obs, num_steps=num_steps, noise=noise)
@@ -144,9 +143,9 @@ def measure_model(model, observation, num_steps=None, repeats=10, warmup=2, seed
     def chunk_recompute():
         def velocity(x_t, t_):
             embeds, mask = model.embed_prefix(obs)                     # prefix every step
-            fresh = model.backbone.encode_prefix(embeds, mask, suffix_len)
+            fresh = model.backbone.encode_prefix(embeds, mask, suffix_ar)
             suffix = model.suffix_embedding(x_t, t_, obs.state)
-            return model.action_head(model.backbone.decode_suffix(fresh, suffix, blocks))
+            return model.action_head(model.backbone.decode_suffix(fresh, suffix))
         return flow_matching.euler_sample(velocity, noise, num_steps)
 
     # Same arithmetic, so the same chunk (a guard against timing two different things).

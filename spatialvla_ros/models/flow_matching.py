@@ -27,73 +27,32 @@ import math
 import torch
 
 
-def _check_generator(generator, device):
-    # Samples are drawn on the generator's device (torch requires it), then moved.
-    gen_device = generator.device if generator is not None else torch.device('cpu')
-    out_device = torch.device(device) if device is not None else gen_device
-    return gen_device, out_device
-
-
-def _sample_gamma(concentration, n, generator, device):
-    """
-    Gamma(concentration, 1) samples that depend only on `generator` (Marsaglia-Tsang).
-
-    torch.distributions cannot take a generator, so this rejection sampler draws its normals
-    and uniforms from it; the sequence of draws, hence the result, is deterministic.
-    """
-    boost = concentration < 1.0
-    shape = concentration + 1.0 if boost else concentration
-    d = shape - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    out = torch.empty(n, dtype=torch.float64, device=device)
-    pending = torch.arange(n, device=device)
-    while pending.numel() > 0:
-        m = pending.numel()
-        z = torch.randn(m, generator=generator, device=device, dtype=torch.float64)
-        u = torch.rand(m, generator=generator, device=device, dtype=torch.float64)
-        v = (1.0 + c * z) ** 3
-        ok = v > 0
-        log_v = torch.log(torch.where(ok, v, torch.ones_like(v)))
-        accept = ok & (torch.log(u) < 0.5 * z * z + d - d * v + d * log_v)
-        out[pending[accept]] = (d * v)[accept]
-        pending = pending[~accept]
-    if boost:  # Gamma(a) = Gamma(a + 1) * U^(1/a) for a < 1
-        u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
-        out = out * u ** (1.0 / concentration)
-    return out
-
-
-def sample_beta(batch, alpha, beta, generator=None, device=None):
-    """Beta(alpha, beta) samples of shape (batch,) in float32, reproducible with `generator`."""
-    if batch < 1:
-        raise ValueError(f'batch: got {batch}, expected an integer >= 1')
-    if alpha <= 0 or beta <= 0:
-        raise ValueError(f'Beta parameters: got alpha={alpha}, beta={beta}, expected both > 0')
-    gen_device, out_device = _check_generator(generator, device)
-    if beta == 1.0:  # inverse CDF of Beta(a, 1): x = u^(1/a), exact and one draw per sample
-        u = torch.rand(batch, generator=generator, device=gen_device, dtype=torch.float64)
-        x = u ** (1.0 / alpha)
-    elif alpha == 1.0:  # Beta(1, b): x = 1 - u^(1/b)
-        u = torch.rand(batch, generator=generator, device=gen_device, dtype=torch.float64)
-        x = 1.0 - u ** (1.0 / beta)
-    else:  # X / (X + Y) with X ~ Gamma(alpha), Y ~ Gamma(beta)
-        x_a = _sample_gamma(float(alpha), batch, generator, gen_device)
-        x_b = _sample_gamma(float(beta), batch, generator, gen_device)
-        x = x_a / (x_a + x_b)
-    return x.to(device=out_device, dtype=torch.float32)
-
-
 def sample_time(batch, cfg, generator=None, device=None):
     """
     Training times t ~ Beta(alpha, beta) * (1 - t_min) + t_min, shape (batch,) float32.
 
+    Beta(alpha, 1) (openpi's Beta(1.5, 1)) and Beta(1, beta) are drawn exactly by their inverse
+    CDF, one uniform per sample from `generator` (torch.distributions cannot take one), so the
+    same generator state gives the same times.
+
     Inputs:
         batch: number of samples.
         cfg: FlowConfig (time_beta_alpha, time_beta_beta, time_min).
-        generator: optional torch.Generator; the same generator state gives the same times.
+        generator: optional torch.Generator; the uniforms are drawn on its device.
         device: output device (default: the generator's device, else CPU).
     """
-    x = sample_beta(batch, cfg.time_beta_alpha, cfg.time_beta_beta, generator, device)
+    alpha, beta = cfg.time_beta_alpha, cfg.time_beta_beta
+    if batch < 1:
+        raise ValueError(f'batch: got {batch}, expected an integer >= 1')
+    if not (alpha > 0 and beta > 0 and 1.0 in (alpha, beta)):
+        raise ValueError(f'flow.time_beta_alpha, flow.time_beta_beta: got {alpha}, {beta}, '
+                         'expected both > 0 and one of them 1.0 (Beta(alpha, 1) or '
+                         'Beta(1, beta), drawn by inverse CDF)')
+    gen_device = generator.device if generator is not None else torch.device('cpu')
+    out_device = torch.device(device) if device is not None else gen_device
+    u = torch.rand(batch, generator=generator, device=gen_device, dtype=torch.float64)
+    x = u ** (1.0 / alpha) if beta == 1.0 else 1.0 - u ** (1.0 / beta)       # (batch,)
+    x = x.to(device=out_device, dtype=torch.float32)
     return x * (1.0 - cfg.time_min) + cfg.time_min
 
 
@@ -135,13 +94,6 @@ def _valid_steps(per_step, action_mask):
     if action_mask.dtype != torch.bool:
         raise TypeError(f'action_mask: got dtype {action_mask.dtype}, expected torch.bool')
     return action_mask.to(per_step.dtype)
-
-
-def flow_loss_per_sample(pred, target, action_mask=None):
-    """MSE per sample over its valid steps and all dims: (B,); 0 for a sample with none."""
-    per_step = flow_loss_per_step(pred, target)                       # (B, H)
-    valid = _valid_steps(per_step, action_mask)
-    return (per_step * valid).sum(-1) / valid.sum(-1).clamp_min(1.0)
 
 
 def flow_loss(pred, target, action_mask=None):
@@ -213,10 +165,8 @@ def sincos_time_embedding(t, dim, min_period=4e-3, max_period=4.0):
 __all__ = [
     'euler_sample',
     'flow_loss',
-    'flow_loss_per_sample',
     'flow_loss_per_step',
     'interpolate',
-    'sample_beta',
     'sample_time',
     'sincos_time_embedding',
     'velocity_target',

@@ -15,19 +15,13 @@
 """
 Transformer plumbing shared by the late- and deep-fusion backbones.
 
-One place defines how a sequence [prefix | suffix] is masked and positioned, how a Llama or Gemma
-decoder is built from a TransformerConfig, and how the prefix K/V is cached once per observation
-and reused by every denoising step.
+One function (`attention_inputs`) states how a sequence [prefix | suffix] is masked and
+positioned; every pass of both plans (training, prefix prefill, suffix decode) and the grounding
+stage take their mask and RoPE positions from it. `PrefixCache` holds the prefix K/V of one
+observation, computed once and read by every denoising step. `build_transformer` builds a Llama
+or Gemma decoder from a TransformerConfig.
 
-Attention rule (both plans): prefix tokens never see the suffix; inside the prefix attention is
-causal (what LLaVA's Llama was trained with) or bidirectional; padded prefix tokens are invisible
-to every query (padding may sit in the middle: [visual + pad | text + pad]); suffix token i sees
-all valid prefix tokens and suffix token j iff blocks[j] <= blocks[i]. A padded prefix query
-attends to itself only, so no softmax row is empty (no NaN) and its output depends on nothing.
-
-RoPE positions: valid prefix tokens are numbered 0, 1, ... in order (padding takes its
-predecessor's number and is masked anyway); the suffix continues after the last valid prefix
-token. A padded prefix therefore gives exactly the positions of its compacted version.
+Shapes: B batch, P prefix tokens, S suffix tokens, N = P + S.
 """
 
 import torch
@@ -100,152 +94,90 @@ def restore_rope_fp32(model):
     rotary.original_inv_freq = inv_freq.clone()
 
 
-def check_attn_implementation(model, name):
-    impl = model.config._attn_implementation
-    if impl not in ATTN_IMPLEMENTATIONS:
-        raise ValueError(f'{name}.config._attn_implementation: got {impl!r}, expected one of '
-                         f'{ATTN_IMPLEMENTATIONS} (the fusion block mask is a custom 4D mask)')
+def attention_inputs(prefix_mask, prefix_attention, dtype, suffix_ar=None):
+    """
+    Additive mask (B, 1, N, N) [query, key] and RoPE positions (B, N) of [prefix | suffix].
 
+    The rule comes from one flag per token (openpi's `mask_ar`): True opens a new block, and a
+    token attends to the valid tokens of its own and of earlier blocks. Every prefix token opens
+    a block when the prefix is 'causal' (what LLaVA's Llama was trained with); the prefix is one
+    block when 'bidirectional'. The suffix always opens a block after the prefix, so the prefix
+    never sees it; `suffix_ar` lays out the suffix (see `suffix_ar_mask`: time and state form one
+    block, the actions the next, so actions see time, state and each other, and the conditioning
+    never sees the noisy actions). Padded prefix tokens (anywhere: [visual + pad | text + pad])
+    are seen by no query; a padded query sees itself only, so no softmax row is empty (no NaN)
+    and its output depends on nothing.
 
-def check_prefix_attention(prefix_attention):
-    if prefix_attention not in PREFIX_ATTENTION:
-        raise ValueError(f'prefix_attention: got {prefix_attention!r}, expected one of '
-                         f'{PREFIX_ATTENTION}')
+    Positions: valid prefix tokens are numbered 0, 1, ... in order (padding repeats its
+    predecessor's number and is masked anyway); the suffix continues after the last valid prefix
+    token, so a padded prefix gets exactly the positions of its compacted version.
 
-
-def check_prefix(prefix_embeds, prefix_mask, width):
-    """Raise ValueError/TypeError naming the argument when the prefix is malformed."""
-    if prefix_embeds.ndim != 3 or prefix_embeds.shape[-1] != width:
-        raise ValueError(f'prefix_embeds: got shape {tuple(prefix_embeds.shape)}, expected '
-                         f'(B, P, {width})')
-    if prefix_mask.dtype != torch.bool:
-        raise TypeError(f'prefix_mask: got dtype {prefix_mask.dtype}, expected torch.bool')
-    if tuple(prefix_mask.shape) != tuple(prefix_embeds.shape[:2]):
-        raise ValueError(f'prefix_mask: got shape {tuple(prefix_mask.shape)}, expected '
-                         f'{tuple(prefix_embeds.shape[:2])} (B, P)')
-
-
-def check_suffix(suffix_embeds, suffix_blocks, batch, width):
-    if suffix_embeds.ndim != 3 or suffix_embeds.shape[0] != batch \
-            or suffix_embeds.shape[-1] != width:
-        raise ValueError(f'suffix_embeds: got shape {tuple(suffix_embeds.shape)}, expected '
-                         f'({batch}, S, {width})')
-    if suffix_blocks.ndim != 1 or suffix_blocks.shape[0] != suffix_embeds.shape[1]:
-        raise ValueError(f'suffix_blocks: got shape {tuple(suffix_blocks.shape)}, expected '
-                         f'({suffix_embeds.shape[1]},) (one block id per suffix token)')
-    if suffix_blocks.is_floating_point() or suffix_blocks.dtype == torch.bool:
-        raise TypeError(f'suffix_blocks: got dtype {suffix_blocks.dtype}, expected an integer '
-                        'dtype (torch.long)')
-
-
-def _prefix_rows(prefix_mask, prefix_attention):
-    """Bool (B, P, P): which prefix keys each prefix query may see."""
-    p = prefix_mask.shape[1]
-    allowed = prefix_mask[:, None, :] & prefix_mask[:, :, None]            # (B, P, P) valid q, k
-    if prefix_attention == 'causal':
-        allowed = allowed & torch.ones(p, p, dtype=torch.bool, device=prefix_mask.device).tril()
-    return allowed | torch.eye(p, dtype=torch.bool, device=prefix_mask.device)
-
-
-def _suffix_rows(prefix_mask, suffix_blocks):
-    """Bool (B, S, P + S): all valid prefix keys, then suffix keys of blocks <= own block."""
-    s = suffix_blocks.shape[0]
-    blocks = suffix_blocks.to(prefix_mask.device)
-    to_prefix = prefix_mask[:, None, :].expand(-1, s, -1)                  # (B, S, P)
-    to_suffix = blocks[None, :] <= blocks[:, None]                         # (S, S) [query, key]
-    return torch.cat([to_prefix, to_suffix.expand(prefix_mask.shape[0], -1, -1)], dim=2)
-
-
-def attention_allowed(prefix_mask, suffix_blocks, prefix_attention='causal'):
-    """Bool (B, P + S, P + S) [query, key] block mask of the fusion rule (module docstring)."""
-    check_prefix_attention(prefix_attention)
+    Inputs:
+        prefix_mask: (B, P) bool, True for real tokens.
+        prefix_attention: 'causal' or 'bidirectional'.
+        dtype: floating dtype of the mask (0 where allowed, the dtype's minimum elsewhere; an
+            additive mask serves transformers' 'sdpa' and 'eager' attention alike).
+        suffix_ar: (S,) bool block flags of the suffix; None: no suffix.
+    """
+    assert prefix_attention in PREFIX_ATTENTION, prefix_attention  # checked by the backbones
     b, p = prefix_mask.shape
-    s = suffix_blocks.shape[0]
-    prefix_rows = torch.cat([_prefix_rows(prefix_mask, prefix_attention),
-                             prefix_mask.new_zeros(b, p, s)], dim=2)        # (B, P, P + S)
-    return torch.cat([prefix_rows, _suffix_rows(prefix_mask, suffix_blocks)], dim=1)
-
-
-def additive_mask(allowed, dtype):
-    """
-    Bool (B, Q, K) -> additive (B, 1, Q, K): 0 where allowed, the dtype's minimum elsewhere.
-
-    Additive masks work with both the 'eager' (adds the mask) and 'sdpa' attention paths.
-    """
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
-
-
-def build_attention_mask(prefix_mask, suffix_blocks, prefix_attention, dtype):
-    """Additive 4D mask (B, 1, P + S, P + S) for one pass over [prefix | suffix]."""
-    return additive_mask(attention_allowed(prefix_mask, suffix_blocks, prefix_attention), dtype)
-
-
-def prefix_attention_mask(prefix_mask, prefix_attention, dtype):
-    """Additive 4D mask (B, 1, P, P) for the prefix alone (what encode_prefix runs)."""
-    check_prefix_attention(prefix_attention)
-    return additive_mask(_prefix_rows(prefix_mask, prefix_attention), dtype)
-
-
-def position_ids(prefix_mask, suffix_len):
-    """Return RoPE positions (B, P + S): valid prefix tokens 0..n-1, then the suffix from n."""
-    prefix_pos = (prefix_mask.long().cumsum(-1) - 1).clamp_min(0)          # (B, P)
-    start = prefix_mask.long().sum(-1, keepdim=True)                      # (B, 1)
-    suffix_pos = start + torch.arange(suffix_len, device=prefix_mask.device)
-    return torch.cat([prefix_pos, suffix_pos], dim=1)
+    device = prefix_mask.device
+    if suffix_ar is None:
+        suffix_ar = torch.zeros(0, dtype=torch.bool)
+    s = suffix_ar.shape[0]
+    ar = torch.cat([torch.full((p,), prefix_attention == 'causal', device=device),
+                    suffix_ar.to(device=device, dtype=torch.bool)])           # (N,)
+    ar[p:p + 1] = True                                       # the prefix never sees the suffix
+    block = ar.long().cumsum(0)                                 # (N,) block index of each token
+    valid = torch.cat([prefix_mask, prefix_mask.new_ones(b, s)], dim=1)     # (B, N)
+    # [query, key]: the key's block is not after the query's, and both tokens are real ...
+    allowed = (block[None, :] <= block[:, None]) & valid[:, None, :] & valid[:, :, None]
+    allowed |= torch.eye(p + s, dtype=torch.bool, device=device)  # ... or it is itself (B,N,N)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)                      # (B, N, N)
+    count = prefix_mask.long().cumsum(-1)                                    # (B, P)
+    suffix_pos = prefix_mask.long().sum(-1, keepdim=True) + torch.arange(s, device=device)
+    positions = torch.cat([(count - 1).clamp_min(0), suffix_pos], dim=1)     # (B, N)
+    return mask[:, None], positions
 
 
 class _PrefixKVLayer(CacheLayerMixin):
     """
-    One layer's K/V: prefix rows written once, a suffix tail overwritten by each step.
+    One layer's K/V buffer (B, kv_heads, P + S, head_dim), allocated by the prefill.
 
-    The buffer is (B, kv_heads, P + S, head_dim). The first P rows never change after
-    encode_prefix; each decode step writes its S suffix rows in place and attends over the
-    whole buffer, so a step neither copies the prefix nor grows the cache.
+    The prefill writes the P prefix rows, which never change afterwards; each decode step
+    overwrites the S suffix rows in place and attends over the whole buffer, so a step neither
+    copies the prefix nor grows the cache (static shapes).
     """
 
     is_sliding = False
     is_compileable = False
     is_croppable = False
 
-    def __init__(self, suffix_capacity=None):
+    def __init__(self, prefix_len, suffix_len):
         super().__init__()
-        self.prefix_len = 0
-        self.suffix_capacity = suffix_capacity
+        self.prefix_len, self.suffix_len = prefix_len, suffix_len
 
     def lazy_initialization(self, key_states, value_states):
-        self.device = key_states.device
-        self.batch_size = key_states.shape[0]
-        self.is_initialized = True
-
-    def _store_prefix(self, key_states, value_states):
-        self.lazy_initialization(key_states, value_states)
-        self.prefix_len = key_states.shape[-2]
-        if not self.suffix_capacity:  # keep the tensors as they are; grown at the first step
-            self.keys, self.values = key_states, value_states
-            return self.keys, self.values
-        self._allocate(key_states, value_states, self.suffix_capacity)
-        return self.keys[:, :, :self.prefix_len], self.values[:, :, :self.prefix_len]
-
-    def _allocate(self, prefix_keys, prefix_values, suffix_len):
-        # One-time allocation of (B, kv_heads, P + S, head_dim); the prefix is copied once.
-        p = self.prefix_len
-        shape = (*prefix_keys.shape[:2], p + suffix_len, prefix_keys.shape[-1])
-        keys = prefix_keys.new_empty(shape)
-        values = prefix_values.new_empty(shape[:-1] + (prefix_values.shape[-1],))
-        keys[:, :, :p].copy_(prefix_keys[:, :, :p])
-        values[:, :, :p].copy_(prefix_values[:, :, :p])
-        self.keys, self.values = keys, values
+        b, heads, _, dim = key_states.shape
+        shape = (b, heads, self.prefix_len + self.suffix_len, dim)
+        self.keys = key_states.new_empty(shape)
+        self.values = value_states.new_empty(shape[:-1] + (value_states.shape[-1],))
+        self.device, self.batch_size, self.is_initialized = key_states.device, b, True
 
     def update(self, key_states, value_states, *args, **kwargs):
-        if not self.is_initialized:
-            return self._store_prefix(key_states, value_states)
+        """Prefill (P rows): store and return them; decode (S rows): store, return all."""
         p = self.prefix_len
-        if self.keys.shape[-2] != p + key_states.shape[-2]:
-            self._allocate(self.keys, self.values, key_states.shape[-2])
-        self.keys[:, :, p:].copy_(key_states)      # (B, kv_heads, S, head_dim) into the tail
+        if not self.is_initialized:
+            assert key_states.shape[-2] == p, 'the first update is the prefix prefill'
+            self.lazy_initialization(key_states, value_states)
+            self.keys[:, :, :p].copy_(key_states)                # (B, K, P, D) into the head
+            self.values[:, :, :p].copy_(value_states)
+            return self.keys[:, :, :p], self.values[:, :, :p]
+        assert key_states.shape[-2] == self.suffix_len, 'decode writes exactly S suffix rows'
+        self.keys[:, :, p:].copy_(key_states)                    # (B, K, S, D) into the tail
         self.values[:, :, p:].copy_(value_states)
-        return self.keys, self.values
+        return self.keys, self.values                            # (B, K, P + S, D)
 
     def get_mask_sizes(self, query_length):
         return self.prefix_len + query_length, 0
@@ -259,59 +191,95 @@ class _PrefixKVLayer(CacheLayerMixin):
 
 class PrefixCache(Cache):
     """
-    Prefix K/V of one observation batch, computed once and shared by all denoising steps.
+    Prefix K/V of one observation batch plus the mask and positions of the suffix decoded on it.
 
-    A transformers Cache (so a Llama/Gemma forward can fill and read it) that also remembers the
-    prefix mask; `decode_inputs` builds the suffix mask and positions once per suffix layout.
-    Decoding overwrites only the suffix tail of each layer buffer: the cache is for one
-    sequential sampling loop (not thread-safe) and for inference (no autograd through it).
+    A transformers Cache (a Llama/Gemma forward fills and reads it; deep fusion calls `update`
+    the same way). `suffix_mask` (B, 1, S, P + S) and `suffix_positions` (B, S) are the suffix
+    rows of `attention_inputs`, built once by encode_prefix. Decoding overwrites only the suffix
+    tail of each layer buffer: the cache is for one sequential sampling loop (not thread-safe)
+    and for inference (no autograd through it).
     """
 
-    def __init__(self, num_layers, prefix_mask, suffix_len=None):
-        super().__init__(layers=[_PrefixKVLayer(suffix_len) for _ in range(num_layers)])
-        self.prefix_mask = prefix_mask                     # (B, P) bool
-        self.num_valid = prefix_mask.long().sum(-1)        # (B,) valid prefix tokens
-        self._memo = None
-
-    @property
-    def prefix_len(self):
-        return self.prefix_mask.shape[1]
+    def __init__(self, num_layers, suffix_mask, suffix_positions):
+        b, _, s, n = suffix_mask.shape
+        super().__init__(layers=[_PrefixKVLayer(n - s, s) for _ in range(num_layers)])
+        self.suffix_mask = suffix_mask
+        self.suffix_positions = suffix_positions
 
     @property
     def batch(self):
-        return self.prefix_mask.shape[0]
+        return self.suffix_mask.shape[0]
 
-    def decode_inputs(self, suffix_blocks, dtype):
-        """(additive mask (B, 1, S, P + S), position ids (B, S)) for a suffix; memoised."""
-        memo = self._memo
-        if memo is not None and memo[0] is suffix_blocks and memo[1] == dtype:
-            return memo[2], memo[3]
-        s = suffix_blocks.shape[0]
-        mask = additive_mask(_suffix_rows(self.prefix_mask, suffix_blocks), dtype)
-        positions = self.num_valid[:, None] + torch.arange(s, device=self.prefix_mask.device)
-        self._memo = (suffix_blocks, dtype, mask, positions)
-        return mask, positions
+    @property
+    def suffix_len(self):
+        return self.suffix_mask.shape[2]
 
 
-def check_decode_mode(cache, name='decode_suffix'):
+def check_backbone(vlm, prefix_attention):
+    """Raise ValueError unless a backbone can run `vlm` with the fusion mask."""
+    if prefix_attention not in PREFIX_ATTENTION:
+        raise ValueError(f'prefix_attention: got {prefix_attention!r}, expected one of '
+                         f'{PREFIX_ATTENTION}')
+    impl = vlm.config._attn_implementation
+    if impl not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f'vlm.config._attn_implementation: got {impl!r}, expected one of '
+                         f'{ATTN_IMPLEMENTATIONS} (the fusion block mask is a custom 4D mask)')
+
+
+def _check_suffix(suffix_embeds, shape, dtype):
+    if tuple(suffix_embeds.shape) != shape:
+        raise ValueError(f'suffix_embeds: got shape {tuple(suffix_embeds.shape)}, expected '
+                         f'{shape} (B, S, expert width)')
+    if suffix_embeds.dtype != dtype:
+        raise TypeError(f'suffix_embeds: got dtype {suffix_embeds.dtype}, expected {dtype} '
+                        '(the prefix dtype)')
+
+
+def pass_inputs(backbone, prefix_embeds, prefix_mask, suffix_ar, suffix_embeds=None):
+    """
+    Check the inputs of a backbone's forward / encode_prefix; give (mask, positions).
+
+    The one boundary check of both backbones (ValueError / TypeError naming the argument),
+    then `attention_inputs` for [prefix | suffix laid out by suffix_ar].
+    """
+    width = backbone.vlm.config.hidden_size
+    if prefix_embeds.ndim != 3 or prefix_embeds.shape[-1] != width:
+        raise ValueError(f'prefix_embeds: got shape {tuple(prefix_embeds.shape)}, expected '
+                         f'(B, P, {width})')
+    if prefix_mask.dtype != torch.bool:
+        raise TypeError(f'prefix_mask: got dtype {prefix_mask.dtype}, expected torch.bool')
+    if tuple(prefix_mask.shape) != tuple(prefix_embeds.shape[:2]):
+        raise ValueError(f'prefix_mask: got shape {tuple(prefix_mask.shape)}, expected '
+                         f'{tuple(prefix_embeds.shape[:2])} (B, P)')
+    if suffix_ar.ndim != 1 or suffix_ar.dtype != torch.bool:
+        raise ValueError(f'suffix_ar: got shape {tuple(suffix_ar.shape)} dtype '
+                         f'{suffix_ar.dtype}, expected (S,) torch.bool (one block flag per '
+                         'suffix token)')
+    if suffix_embeds is not None:
+        shape = (prefix_embeds.shape[0], suffix_ar.shape[0], backbone.expert_hidden_size)
+        _check_suffix(suffix_embeds, shape, prefix_embeds.dtype)
+    return attention_inputs(prefix_mask, backbone.prefix_attention, prefix_embeds.dtype,
+                            suffix_ar)
+
+
+def check_decode(backbone, cache, suffix_embeds):
+    """Raise unless `suffix_embeds` can be decoded on `cache` (inference only, its layout)."""
     if not isinstance(cache, PrefixCache):
         raise TypeError(f'cache: got {type(cache).__name__}, expected the PrefixCache returned '
                         'by encode_prefix')
     if torch.is_grad_enabled():
-        raise RuntimeError(f'{name} is inference-only (it reuses the prefix cache in place): '
-                           'call it under torch.inference_mode() or torch.no_grad(); use '
-                           'forward() for training')
+        raise RuntimeError('decode_suffix is inference-only (it reuses the prefix cache in '
+                           'place): call it under torch.inference_mode() or torch.no_grad(); '
+                           'use forward() for training')
+    shape = (cache.batch, cache.suffix_len, backbone.expert_hidden_size)
+    _check_suffix(suffix_embeds, shape, cache.suffix_mask.dtype)
 
 
 __all__ = [
     'ATTN_IMPLEMENTATIONS',
     'PREFIX_ATTENTION',
     'PrefixCache',
-    'additive_mask',
-    'attention_allowed',
-    'build_attention_mask',
+    'attention_inputs',
     'build_transformer',
-    'position_ids',
-    'prefix_attention_mask',
     'restore_rope_fp32',
 ]

@@ -13,110 +13,29 @@
 # limitations under the License.
 
 """
-The flow-matching action expert: suffix tokens, output head and the fusion backbones.
+Late fusion: the VLM runs, then an independent Gemma/Llama expert over [context | suffix].
 
-The suffix is [time token | state token | H action tokens]. The backbone runs it together with
-the VLM prefix (late fusion: through an independent Gemma/Llama expert over
-[projected VLM context | suffix]; deep fusion: see modeling_deep_fusion) and the head maps the
-last H hidden states to velocities. Both backbones expose the same interface:
+The context is the VLM's output projected to the expert's width. Both models are transformers'
+own (LlamaModel / GemmaModel forwards); the mask and positions come from `attention_inputs` as
+deep fusion's do, and the expert's prefix K/V live in the same PrefixCache. The backbone
+interface, shared with LlamaDeepFusion:
 
     expert_hidden_size
-    forward(prefix_embeds, prefix_mask, suffix_embeds, suffix_blocks) -> (B, S, D_expert)
-    encode_prefix(prefix_embeds, prefix_mask, suffix_len=None) -> PrefixCache  (once)
-    decode_suffix(cache, suffix_embeds, suffix_blocks) -> (B, S, D_expert)  (every step)
+    forward(prefix_embeds, prefix_mask, suffix_embeds, suffix_ar) -> (B, S, D_expert)
+    encode_prefix(prefix_embeds, prefix_mask, suffix_ar) -> PrefixCache  (once)
+    decode_suffix(cache, suffix_embeds) -> (B, S, D_expert)  (every step)
+
+Shapes: B batch, P prefix tokens, S suffix tokens, N = P + S.
 """
 
-from spatialvla_ros.models.configuration_spatialvla import PLANS
-from spatialvla_ros.models.flow_matching import sincos_time_embedding
-from spatialvla_ros.models.fusion_common import build_attention_mask
 from spatialvla_ros.models.fusion_common import build_transformer
-from spatialvla_ros.models.fusion_common import check_attn_implementation
-from spatialvla_ros.models.fusion_common import check_decode_mode
-from spatialvla_ros.models.fusion_common import check_prefix
-from spatialvla_ros.models.fusion_common import check_prefix_attention
-from spatialvla_ros.models.fusion_common import check_suffix
-from spatialvla_ros.models.fusion_common import position_ids
-from spatialvla_ros.models.fusion_common import prefix_attention_mask
+from spatialvla_ros.models.fusion_common import check_backbone
+from spatialvla_ros.models.fusion_common import check_decode
+from spatialvla_ros.models.fusion_common import pass_inputs
 from spatialvla_ros.models.fusion_common import PrefixCache
 from spatialvla_ros.models.fusion_common import restore_rope_fp32
-from spatialvla_ros.models.modeling_deep_fusion import LlamaDeepFusion
 import torch
 from torch import nn
-
-SUFFIX_CONDITION_TOKENS = 2  # the time and state tokens in front of the action tokens
-
-
-def suffix_block_ids(horizon):
-    """
-    Block ids (2 + H,) long: [0, 0, 1, ..., 1].
-
-    Time and state (block 0) see each other and the prefix; actions (block 1) see all of it and
-    each other, so the conditioning never sees the noisy actions.
-    """
-    if horizon < 1:
-        raise ValueError(f'horizon: got {horizon}, expected an integer >= 1')
-    ids = torch.ones(SUFFIX_CONDITION_TOKENS + horizon, dtype=torch.long)
-    ids[:SUFFIX_CONDITION_TOKENS] = 0
-    return ids
-
-
-class ActionSuffixEmbedding(nn.Module):
-    """
-    Suffix tokens (B, 2 + H, width) from flow time, proprioceptive state and noisy actions.
-
-    Inputs:
-        action_dim: A, dimensions of one action.
-        state_dim: dimensions of the state vector.
-        width: the expert's hidden size (even: the time features are sin/cos halves).
-        horizon: if given, a learned per-step position embedding (H, width) is added to the
-            action tokens (RoPE already orders them; this is an option, off by default).
-    """
-
-    def __init__(self, action_dim, state_dim, width, horizon=None):
-        super().__init__()
-        if width % 2 != 0:
-            raise ValueError(f'width: got {width}, expected an even number (sin/cos time '
-                             'features)')
-        self.action_dim, self.state_dim, self.width = action_dim, state_dim, width
-        self.time_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
-        self.state_proj = nn.Linear(state_dim, width)
-        self.action_proj = nn.Linear(action_dim, width)
-        self.horizon = horizon
-        self.action_pos = None
-        if horizon is not None:
-            self.action_pos = nn.Parameter(torch.randn(horizon, width) * 0.02)
-
-    def forward(self, noisy_actions, t, state):
-        """noisy_actions (B, H, A), t (B,) flow time, state (B, state_dim) -> (B, 2 + H, W)."""
-        if noisy_actions.ndim != 3 or noisy_actions.shape[-1] != self.action_dim:
-            raise ValueError(f'noisy_actions: got shape {tuple(noisy_actions.shape)}, expected '
-                             f'(B, H, {self.action_dim})')
-        b, h = noisy_actions.shape[:2]
-        if tuple(state.shape) != (b, self.state_dim):
-            raise ValueError(f'state: got shape {tuple(state.shape)}, expected '
-                             f'({b}, {self.state_dim})')
-        if tuple(t.shape) != (b,):
-            raise ValueError(f't: got shape {tuple(t.shape)}, expected ({b},)')
-        if self.action_pos is not None and h != self.horizon:
-            raise ValueError(f'noisy_actions: got {h} steps, expected horizon={self.horizon}')
-        dtype = self.action_proj.weight.dtype
-        time_tok = self.time_mlp(sincos_time_embedding(t, self.width).to(dtype))   # (B, W)
-        state_tok = self.state_proj(state.to(dtype))                                # (B, W)
-        action_tok = self.action_proj(noisy_actions.to(dtype))                      # (B, H, W)
-        if self.action_pos is not None:
-            action_tok = action_tok + self.action_pos
-        return torch.cat([time_tok[:, None], state_tok[:, None], action_tok], dim=1)
-
-
-class ActionOutputHead(nn.Module):
-    """Velocity (B, H, A) from the last H suffix hidden states (the action tokens)."""
-
-    def __init__(self, width, action_dim):
-        super().__init__()
-        self.proj = nn.Linear(width, action_dim)
-
-    def forward(self, suffix_hidden):
-        return self.proj(suffix_hidden[:, SUFFIX_CONDITION_TOKENS:])
 
 
 class LateFusionBackbone(nn.Module):
@@ -132,8 +51,7 @@ class LateFusionBackbone(nn.Module):
 
     def __init__(self, vlm, expert_cfg, prefix_attention='causal'):
         super().__init__()
-        check_prefix_attention(prefix_attention)
-        check_attn_implementation(vlm, 'vlm')
+        check_backbone(vlm, prefix_attention)
         self.vlm = vlm
         self.expert = build_transformer(expert_cfg)
         self.expert.embed_tokens = None          # the expert only ever gets inputs_embeds
@@ -158,84 +76,52 @@ class LateFusionBackbone(nn.Module):
             else:
                 model.activation_checkpointing_disable()
 
-    def _context(self, prefix_embeds, prefix_mask, positions):
+    def _context(self, prefix_embeds, mask, positions):
         """VLM over the prefix, then projection to the expert width: (B, P, D_expert)."""
-        mask = prefix_attention_mask(prefix_mask, self.prefix_attention, prefix_embeds.dtype)
         out = self.vlm(inputs_embeds=prefix_embeds, attention_mask=mask,
                        position_ids=positions, use_cache=False)
         return self.context_proj(out.last_hidden_state)
 
-    def forward(self, prefix_embeds, prefix_mask, suffix_embeds, suffix_blocks,
+    def forward(self, prefix_embeds, prefix_mask, suffix_embeds, suffix_ar,
                 return_prefix_hidden=False):
         """
         One pass (training): VLM over the prefix, expert over [context | suffix].
 
         Inputs:
             prefix_embeds: (B, P, D_vlm); prefix_mask: (B, P) bool, True for real tokens.
-            suffix_embeds: (B, S, D_expert); suffix_blocks: (S,) long block ids.
+            suffix_embeds: (B, S, D_expert); suffix_ar: (S,) bool block flags (suffix_ar_mask).
             return_prefix_hidden: also return the expert's output at the context positions.
 
         Output:
             suffix hidden (B, S, D_expert), or (context hidden (B, P, D_expert), suffix hidden).
         """
-        check_prefix(prefix_embeds, prefix_mask, self.vlm.config.hidden_size)
-        check_suffix(suffix_embeds, suffix_blocks, prefix_embeds.shape[0],
-                     self.expert_hidden_size)
-        p, s = prefix_embeds.shape[1], suffix_embeds.shape[1]
-        positions = position_ids(prefix_mask, s)                             # (B, P+S)
-        context = self._context(prefix_embeds, prefix_mask, positions[:, :p])
-        if suffix_embeds.dtype != context.dtype:
-            raise TypeError(f'suffix_embeds: got dtype {suffix_embeds.dtype}, expected '
-                            f'{context.dtype} (the expert dtype)')
-        mask = build_attention_mask(prefix_mask, suffix_blocks, self.prefix_attention,
-                                    context.dtype)                           # (B,1,P+S,P+S)
-        out = self.expert(inputs_embeds=torch.cat([context, suffix_embeds], dim=1),
-                          attention_mask=mask, position_ids=positions, use_cache=False)
-        hidden = out.last_hidden_state
+        p = prefix_embeds.shape[1]
+        mask, positions = pass_inputs(self, prefix_embeds, prefix_mask, suffix_ar,
+                                      suffix_embeds)                    # (B,1,N,N), (B,N)
+        context = self._context(prefix_embeds, mask[:, :, :p, :p], positions[:, :p])
+        joint = torch.cat([context, suffix_embeds], dim=1)                  # (B, N, D_expert)
+        hidden = self.expert(inputs_embeds=joint, attention_mask=mask, position_ids=positions,
+                             use_cache=False).last_hidden_state
         if return_prefix_hidden:
             return hidden[:, :p], hidden[:, p:]
         return hidden[:, p:]
 
-    def encode_prefix(self, prefix_embeds, prefix_mask, suffix_len=None):
+    def encode_prefix(self, prefix_embeds, prefix_mask, suffix_ar):
         """VLM + context projection + expert over the context, once; returns the expert K/V."""
-        check_prefix(prefix_embeds, prefix_mask, self.vlm.config.hidden_size)
-        positions = position_ids(prefix_mask, 0)
-        context = self._context(prefix_embeds, prefix_mask, positions)
-        cache = PrefixCache(self.num_layers, prefix_mask, suffix_len)
-        self.expert(inputs_embeds=context,
-                    attention_mask=prefix_attention_mask(prefix_mask, self.prefix_attention,
-                                                         context.dtype),
-                    position_ids=positions, cache=cache, use_cache=True)
+        p = prefix_embeds.shape[1]
+        mask, positions = pass_inputs(self, prefix_embeds, prefix_mask, suffix_ar)  # (B,1,N,N)
+        context = self._context(prefix_embeds, mask[:, :, :p, :p], positions[:, :p])
+        cache = PrefixCache(self.num_layers, mask[:, :, p:], positions[:, p:])
+        self.expert(inputs_embeds=context, attention_mask=mask[:, :, :p, :p],
+                    position_ids=positions[:, :p], cache=cache, use_cache=True)
         return cache
 
-    def decode_suffix(self, cache, suffix_embeds, suffix_blocks):
+    def decode_suffix(self, cache, suffix_embeds):
         """Expert over the suffix, attending to the cached context K/V: (B, S, D_expert)."""
-        check_decode_mode(cache)
-        check_suffix(suffix_embeds, suffix_blocks, cache.batch, self.expert_hidden_size)
-        mask, positions = cache.decode_inputs(suffix_blocks, suffix_embeds.dtype)
-        out = self.expert(inputs_embeds=suffix_embeds, attention_mask=mask,
-                          position_ids=positions, cache=cache, use_cache=True)
+        check_decode(self, cache, suffix_embeds)
+        out = self.expert(inputs_embeds=suffix_embeds, attention_mask=cache.suffix_mask,
+                          position_ids=cache.suffix_positions, cache=cache, use_cache=True)
         return out.last_hidden_state
 
 
-def build_fusion_backbone(config, vlm):
-    """Build the backbone of `config.plan` (SpatialVLAConfig) around an existing VLM."""
-    prefix_attention = config.language_model.prefix_attention
-    if config.plan in ('late_gemma', 'late_llama'):
-        return LateFusionBackbone(vlm, config.expert, prefix_attention)
-    if config.plan == 'deep_fusion':
-        return LlamaDeepFusion(vlm, config.expert, prefix_attention)
-    raise ValueError(f'plan: got {config.plan!r}, expected one of {", ".join(map(repr, PLANS))}')
-
-
-__all__ = [
-    'ActionOutputHead',
-    'ActionSuffixEmbedding',
-    'LateFusionBackbone',
-    'LlamaDeepFusion',
-    'PrefixCache',
-    'SUFFIX_CONDITION_TOKENS',
-    'build_fusion_backbone',
-    'build_transformer',
-    'suffix_block_ids',
-]
+__all__ = ['LateFusionBackbone']

@@ -26,14 +26,92 @@ from dataclasses import dataclass
 from dataclasses import fields
 
 from spatialvla_ros.models import flow_matching
+from spatialvla_ros.models.configuration_spatialvla import PLANS
 from spatialvla_ros.models.fusion_common import build_transformer
+from spatialvla_ros.models.modeling_deep_fusion import LlamaDeepFusion
 from spatialvla_ros.models.modeling_encoder3d import SpatialVLAEncoder3D
-from spatialvla_ros.models.modeling_late_fusion import ActionOutputHead
-from spatialvla_ros.models.modeling_late_fusion import ActionSuffixEmbedding
-from spatialvla_ros.models.modeling_late_fusion import build_fusion_backbone
-from spatialvla_ros.models.modeling_late_fusion import suffix_block_ids
+from spatialvla_ros.models.modeling_late_fusion import LateFusionBackbone
 import torch
 from torch import nn
+
+SUFFIX_CONDITION_TOKENS = 2  # the time and state tokens in front of the action tokens
+
+
+def suffix_ar_mask(horizon):
+    """
+    Block flags (2 + H,) bool of the suffix [time | state | H actions]: [1, 0, 1, 0, ..., 0].
+
+    Time and state form one block (they see the prefix and each other); the actions form the
+    next (they see all of it and each other), so the conditioning never sees the noisy actions.
+    See fusion_common.attention_inputs.
+    """
+    if horizon < 1:
+        raise ValueError(f'horizon: got {horizon}, expected an integer >= 1')
+    ar = torch.zeros(SUFFIX_CONDITION_TOKENS + horizon, dtype=torch.bool)
+    ar[0] = ar[SUFFIX_CONDITION_TOKENS] = True
+    return ar
+
+
+class ActionSuffixEmbedding(nn.Module):
+    """
+    Suffix tokens (B, 2 + H, width) from flow time, proprioceptive state and noisy actions.
+
+    Inputs:
+        action_dim: A, dimensions of one action.
+        state_dim: dimensions of the state vector.
+        width: the expert's hidden size (even: the time features are sin/cos halves).
+
+    The action tokens carry no position embedding of their own: RoPE orders them.
+    """
+
+    def __init__(self, action_dim, state_dim, width):
+        super().__init__()
+        if width % 2 != 0:
+            raise ValueError(f'width: got {width}, expected an even number (sin/cos time '
+                             'features)')
+        self.action_dim, self.state_dim, self.width = action_dim, state_dim, width
+        self.time_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.state_proj = nn.Linear(state_dim, width)
+        self.action_proj = nn.Linear(action_dim, width)
+
+    def forward(self, noisy_actions, t, state):
+        """noisy_actions (B, H, A), t (B,) flow time, state (B, state_dim) -> (B, 2 + H, W)."""
+        if noisy_actions.ndim != 3 or noisy_actions.shape[-1] != self.action_dim:
+            raise ValueError(f'noisy_actions: got shape {tuple(noisy_actions.shape)}, expected '
+                             f'(B, H, {self.action_dim})')
+        b = noisy_actions.shape[0]
+        if tuple(state.shape) != (b, self.state_dim):
+            raise ValueError(f'state: got shape {tuple(state.shape)}, expected '
+                             f'({b}, {self.state_dim})')
+        if tuple(t.shape) != (b,):
+            raise ValueError(f't: got shape {tuple(t.shape)}, expected ({b},)')
+        dtype = self.action_proj.weight.dtype
+        time_tok = self.time_mlp(
+            flow_matching.sincos_time_embedding(t, self.width).to(dtype))            # (B, W)
+        state_tok = self.state_proj(state.to(dtype))                                # (B, W)
+        action_tok = self.action_proj(noisy_actions.to(dtype))                      # (B, H, W)
+        return torch.cat([time_tok[:, None], state_tok[:, None], action_tok], dim=1)
+
+
+class ActionOutputHead(nn.Module):
+    """Velocity (B, H, A) from the last H suffix hidden states (the action tokens)."""
+
+    def __init__(self, width, action_dim):
+        super().__init__()
+        self.proj = nn.Linear(width, action_dim)
+
+    def forward(self, suffix_hidden):
+        return self.proj(suffix_hidden[:, SUFFIX_CONDITION_TOKENS:])                # (B, H, A)
+
+
+def build_fusion_backbone(config, vlm):
+    """Build the backbone of `config.plan` (SpatialVLAConfig) around an existing VLM."""
+    prefix_attention = config.language_model.prefix_attention
+    if config.plan in ('late_gemma', 'late_llama'):
+        return LateFusionBackbone(vlm, config.expert, prefix_attention)
+    if config.plan == 'deep_fusion':
+        return LlamaDeepFusion(vlm, config.expert, prefix_attention)
+    raise ValueError(f'plan: got {config.plan!r}, expected one of {", ".join(map(repr, PLANS))}')
 
 
 @dataclass
@@ -79,11 +157,6 @@ class ModelBatch:
     actions: torch.Tensor      # (B, H, A) normalised actions
     action_mask: torch.Tensor  # (B, H) bool, False = padded step past the episode end
 
-    def to(self, device=None, dtype=None):
-        return ModelBatch(observation=self.observation.to(device, dtype),
-                          actions=self.actions.to(device=device, dtype=dtype),
-                          action_mask=self.action_mask.to(device=device, dtype=torch.bool))
-
 
 def _randn(shape, generator, device):
     # Drawn on the generator's device, then moved: a CPU generator works for a GPU model and
@@ -114,7 +187,7 @@ class SpatialVLAModel(nn.Module):
         act = config.action
         self.suffix_embedding = ActionSuffixEmbedding(act.action_dim, act.state_dim, width)
         self.action_head = ActionOutputHead(width, act.action_dim)
-        self.register_buffer('_suffix_blocks', suffix_block_ids(act.chunk_size), persistent=False)
+        self.register_buffer('_suffix_ar', suffix_ar_mask(act.chunk_size), persistent=False)
         # Whether encoder + VLM are frozen: config.freeze_vlm, or the trainer's recipe.
         self.vlm_frozen = False
         if config.freeze_vlm:
@@ -181,12 +254,6 @@ class SpatialVLAModel(nn.Module):
         mask = torch.cat([visual_mask.bool(), observation.attention_mask.bool()], dim=1)
         return embeds, mask
 
-    def _velocity(self, hidden):
-        return self.action_head(hidden)  # last H tokens -> (B, H, A)
-
-    def _prepare(self, observation):
-        return observation.to(self.device, self.dtype)
-
     # ---------------------------------------------------------------- training
     def compute_loss(self, batch, generator=None, noise=None, time=None, reduce=True):
         """
@@ -230,8 +297,8 @@ class SpatialVLAModel(nn.Module):
         else:
             prefix, prefix_mask = self.embed_prefix(obs)
         suffix = self.suffix_embedding(x_t, t, obs.state)                  # (B, 2 + H, De)
-        hidden = self.backbone(prefix, prefix_mask, suffix, self._suffix_blocks)
-        pred = self._velocity(hidden).float()                              # (B, H, A)
+        hidden = self.backbone(prefix, prefix_mask, suffix, self._suffix_ar)  # (B, 2 + H, De)
+        pred = self.action_head(hidden).float()                            # (B, H, A)
         if not reduce:
             return flow_matching.flow_loss_per_step(pred, target)
         return flow_matching.flow_loss(pred, target, action_mask)
@@ -257,7 +324,7 @@ class SpatialVLAModel(nn.Module):
         num_steps = self.config.flow.num_steps if num_steps is None else int(num_steps)
         if num_steps < 1:
             raise ValueError(f'num_steps: got {num_steps}, expected an integer >= 1')
-        obs = self._prepare(observation)
+        obs = observation.to(self.device, self.dtype)
         act = self.config.action
         shape = (obs.batch_size, act.chunk_size, act.action_dim)
         if noise is None:
@@ -266,16 +333,24 @@ class SpatialVLAModel(nn.Module):
             raise ValueError(f'noise: got shape {tuple(noise.shape)}, expected {shape}')
         noise = noise.to(device=obs.state.device, dtype=torch.float32)
         prefix, prefix_mask = self.embed_prefix(obs)
-        suffix_len = self._suffix_blocks.shape[0]  # 2 + H: the cache preallocates the tail
-        cache = self.backbone.encode_prefix(prefix, prefix_mask, suffix_len)
+        cache = self.backbone.encode_prefix(prefix, prefix_mask, self._suffix_ar)  # once
         state = obs.state
 
         def velocity_fn(x_t, t):  # t: (B,) float32, kept in fp32 for the sin/cos features
-            suffix = self.suffix_embedding(x_t, t, state)
-            hidden = self.backbone.decode_suffix(cache, suffix, self._suffix_blocks)
-            return self._velocity(hidden)
+            suffix = self.suffix_embedding(x_t, t, state)                 # (B, 2 + H, De)
+            hidden = self.backbone.decode_suffix(cache, suffix)           # (B, 2 + H, De)
+            return self.action_head(hidden)                               # (B, H, A)
 
         return flow_matching.euler_sample(velocity_fn, noise, num_steps)
 
 
-__all__ = ['ModelBatch', 'ModelObservation', 'SpatialVLAModel']
+__all__ = [
+    'ActionOutputHead',
+    'ActionSuffixEmbedding',
+    'ModelBatch',
+    'ModelObservation',
+    'SUFFIX_CONDITION_TOKENS',
+    'SpatialVLAModel',
+    'build_fusion_backbone',
+    'suffix_ar_mask',
+]

@@ -31,8 +31,7 @@ import time
 
 import numpy as np
 from spatialvla_ros.core_types import RawObservation
-from spatialvla_ros.models.fusion_common import position_ids
-from spatialvla_ros.models.fusion_common import prefix_attention_mask
+from spatialvla_ros.models.fusion_common import attention_inputs
 import torch
 from torch import nn
 
@@ -82,12 +81,11 @@ def instruction_hidden(model, observation):
     expert attends to (the VLM's final output is never read by the expert there).
     """
     embeds, mask = model.embed_prefix(observation)
-    attention = prefix_attention_mask(mask, model.config.language_model.prefix_attention,
-                                      embeds.dtype)
+    attention, positions = attention_inputs(
+        mask, model.config.language_model.prefix_attention, embeds.dtype)
     deep = model.config.plan == 'deep_fusion'
-    out = model.vlm(inputs_embeds=embeds, attention_mask=attention,
-                    position_ids=position_ids(mask, 0), use_cache=False,
-                    output_hidden_states=deep)
+    out = model.vlm(inputs_embeds=embeds, attention_mask=attention, position_ids=positions,
+                    use_cache=False, output_hidden_states=deep)
     hidden = out.hidden_states[-2] if deep else out.last_hidden_state
     return hidden[:, model.encoder3d.num_tokens:]
 
