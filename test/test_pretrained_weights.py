@@ -30,7 +30,9 @@ from safetensors.torch import save_file
 from spatialvla_ros.config import load_config
 from spatialvla_ros.models.checkpoint import CheckpointError
 from spatialvla_ros.models.checkpoint import load_checkpoint
+from spatialvla_ros.models.fusion_common import build_transformer
 from spatialvla_ros.models.llava3d_weights import load_llava3d_weights
+from spatialvla_ros.models.modeling_encoder3d import build_vision_tower
 from spatialvla_ros.models.modeling_spatialvla import ModelBatch
 from spatialvla_ros.models.modeling_spatialvla import ModelObservation
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
@@ -55,18 +57,11 @@ def config(plan='deep_fusion', **sections):
 def reference_parts(cfg, seed=7):
     """Build the transformers / torch modules a LLaVA-3D checkpoint of cfg's shapes holds."""
     torch.manual_seed(seed)
-    lm, vis = cfg.language_model, cfg.vision
-    llama = transformers.LlamaModel(transformers.LlamaConfig(
-        vocab_size=lm.vocab_size, hidden_size=lm.hidden_size,
-        intermediate_size=lm.intermediate_size, num_hidden_layers=lm.num_hidden_layers,
-        num_attention_heads=lm.num_attention_heads, num_key_value_heads=lm.num_key_value_heads,
-        head_dim=lm.head_dim, rms_norm_eps=lm.rms_norm_eps,
-        max_position_embeddings=lm.max_position_embeddings)).eval()
-    clip = transformers.CLIPVisionModel(transformers.CLIPVisionConfig(
-        hidden_size=vis.hidden_size, intermediate_size=vis.intermediate_size,
-        num_hidden_layers=vis.num_hidden_layers, num_attention_heads=vis.num_attention_heads,
-        image_size=vis.image_size, patch_size=vis.patch_size)).eval()
-    c, d = vis.hidden_size, lm.hidden_size
+    llama = build_transformer(cfg.language_model).eval()     # a transformers LlamaModel
+    clip = build_vision_tower(cfg.vision).eval()             # a transformers CLIPVisionModel
+    assert isinstance(llama, transformers.LlamaModel)
+    assert isinstance(clip, transformers.CLIPVisionModel)
+    c, d = cfg.vision.hidden_size, cfg.language_model.hidden_size
     # LLaVA-3D's PositionEmbeddingLearnedMLP head and mlp2x_gelu projector layouts
     pos_head = nn.Sequential(nn.Linear(3, c), nn.LayerNorm(c), nn.ReLU(), nn.Linear(c, c))
     projector = nn.Sequential(nn.Linear(c, d), nn.GELU(), nn.Linear(d, d))
@@ -216,19 +211,11 @@ def test_unset_tensors_are_an_error_naming_them_unless_allowed(released, tmp_pat
 
 def test_pretrained_parts_take_the_model_dtype(tmp_path):
     base = load_config(os.path.join(CONFIG_DIR, 'late_gemma.yaml'))
-    ex, vis = base.expert, base.vision
-    gemma = transformers.GemmaModel(transformers.GemmaConfig(
-        vocab_size=ex.vocab_size, hidden_size=ex.hidden_size,
-        intermediate_size=ex.intermediate_size, num_hidden_layers=ex.num_hidden_layers,
-        num_attention_heads=ex.num_attention_heads, num_key_value_heads=ex.num_key_value_heads,
-        head_dim=ex.head_dim, rms_norm_eps=ex.rms_norm_eps,
-        max_position_embeddings=ex.max_position_embeddings))
+    gemma = build_transformer(base.expert)                          # a transformers GemmaModel
+    assert isinstance(gemma, transformers.GemmaModel)
     gemma.to(torch.bfloat16).save_pretrained(tmp_path / 'gemma')   # as Gemma is released
-    tower = transformers.CLIPVisionModel(transformers.CLIPVisionConfig(
-        hidden_size=vis.hidden_size, intermediate_size=vis.intermediate_size,
-        num_hidden_layers=vis.num_hidden_layers, num_attention_heads=vis.num_attention_heads,
-        image_size=vis.image_size, patch_size=vis.patch_size))
-    tower.to(torch.float16).save_pretrained(tmp_path / 'clip')
+    tower = build_vision_tower(base.vision)
+    tower.to(torch.float16).save_pretrained(tmp_path / 'clip')      # as CLIP towers often are
     cfg = config('late_gemma', expert={'pretrained_path': str(tmp_path / 'gemma')},
                  vision={'pretrained_path': str(tmp_path / 'clip')})
     model = SpatialVLAModel(cfg).train()

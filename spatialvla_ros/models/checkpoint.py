@@ -116,8 +116,6 @@ def iter_safetensors(path):
         with safe_open(path, framework='pt', device='cpu') as f:
             for key in f.keys():
                 yield key, f.get_tensor(key)
-    except CheckpointError:
-        raise
     except Exception as exc:  # safetensors raises its own error types for bad bytes
         raise CheckpointError(f'{path}: not a readable safetensors file (corrupt or '
                               f'truncated?): {exc}') from None

@@ -45,14 +45,13 @@ from spatialvla_ros.models.tokenizer import load_tokenizer
 import torch
 
 DTYPES = ('config', 'float32', 'bfloat16')
+DESCRIPTION = ('Write a policy checkpoint whose 3D encoder and VLM come from a LLaVA-3D '
+               'checkpoint (local safetensors shards); training starts from it with '
+               '--init-checkpoint, the policy node loads it with --checkpoint-dir.')
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog='spatialvla_convert_llava3d',
-        description='Write a policy checkpoint whose 3D encoder and VLM come from a LLaVA-3D '
-                    'checkpoint (local safetensors shards); training starts from it with '
-                    '--init-checkpoint, the policy node loads it with --checkpoint-dir.')
+    parser = argparse.ArgumentParser(prog='spatialvla_convert_llava3d', description=DESCRIPTION)
     parser.add_argument('--llava3d-dir', required=True,
                         help='LLaVA-3D directory: *.safetensors shards (+ '
                              'model.safetensors.index.json), as released')
