@@ -30,8 +30,10 @@ from safetensors.torch import save_file
 from spatialvla_ros.config import load_config
 from spatialvla_ros.models.checkpoint import CheckpointError
 from spatialvla_ros.models.checkpoint import load_checkpoint
+from spatialvla_ros.models.checkpoint import model_tensors
 from spatialvla_ros.models.fusion_common import build_transformer
 from spatialvla_ros.models.llava3d_weights import load_llava3d_weights
+from spatialvla_ros.models.llava3d_weights import map_llava3d_name
 from spatialvla_ros.models.modeling_encoder3d import build_vision_tower
 from spatialvla_ros.models.modeling_spatialvla import ModelBatch
 from spatialvla_ros.models.modeling_spatialvla import ModelObservation
@@ -74,7 +76,7 @@ def reference_parts(cfg, seed=7):
     return {'llama': llama, 'clip': clip, 'pos_head': pos_head, 'projector': projector}
 
 
-def released_tensors(parts, tower_prefix=TOWER_437):
+def released_tensors(parts, tower_prefix=TOWER_437, dtype=torch.bfloat16):
     """LLaVA-3D tensor names -> bf16 tensors, as LlavaLlamaForCausalLM saves them."""
     out = {f'model.{k}': v for k, v in parts['llama'].state_dict().items()}
     out.update({tower_prefix + k: v for k, v in parts['clip'].state_dict().items()})
@@ -84,7 +86,9 @@ def released_tensors(parts, tower_prefix=TOWER_437):
     out['lm_head.weight'] = torch.randn(parts['llama'].config.vocab_size, d)
     out['model.video_tower.prompt_encoder.pos_emb3d.position_embedding_head.0.weight'] = \
         torch.randn(d, 3)
-    return {k: v.to(torch.bfloat16).contiguous() for k, v in out.items()}
+    if dtype is None:
+        return out
+    return {k: v.to(dtype).contiguous() for k, v in out.items()}
 
 
 def write_released(directory, tensors, num_shards=3, tokenizer=True):
@@ -159,6 +163,33 @@ def test_released_checkpoint_loads_every_encoder_and_vlm_tensor(released):
         torch.testing.assert_close(model.vlm(input_ids=ids).last_hidden_state,
                                    parts['llama'](input_ids=ids).last_hidden_state,
                                    rtol=0, atol=0)
+
+
+def test_names_cover_the_7b_preset_with_llava3d_7b_shapes():
+    """Every encoder / VLM tensor of the real-size preset has its LLaVA-3D-7B source, shaped."""
+    cfg = load_config(os.path.join(CONFIG_DIR, 'llava3d_7b_deep_fusion.yaml'))
+    with torch.device('meta'):   # shapes only: no 7B of memory
+        model = SpatialVLAModel(cfg)
+        # LLaVA-3D-7B: a Llama-2-7B and openai's CLIP ViT-L/14-336, as transformers builds them
+        llama = transformers.LlamaModel(transformers.LlamaConfig(
+            vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+            num_attention_heads=32, num_key_value_heads=32))
+        clip = transformers.CLIPVisionModel(transformers.CLIPVisionConfig(
+            hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+            num_attention_heads=16, image_size=336, patch_size=14))
+        pos_head = nn.Sequential(nn.Linear(3, 1024), nn.LayerNorm(1024), nn.ReLU(),
+                                 nn.Linear(1024, 1024))
+        projector = nn.Sequential(nn.Linear(1024, 4096), nn.GELU(), nn.Linear(4096, 4096))
+        source = released_tensors({'llama': llama, 'clip': clip, 'pos_head': pos_head,
+                                   'projector': projector}, dtype=None)
+    targets = {k: v for k, v in model_tensors(model).items()
+               if k.startswith(('encoder3d.', 'vlm.'))}
+    mapped = {map_llava3d_name(k): tuple(v.shape) for k, v in source.items()
+              if map_llava3d_name(k) in targets}
+    assert mapped == {k: tuple(v.shape) for k, v in targets.items()}
+    tower = [k for k in source if k.startswith(TOWER_437)]
+    assert len(tower) == 391
+    assert sum(source[k].numel() for k in tower) == 303_507_456
 
 
 def test_transformers5_names_load_too(released, tmp_path):
