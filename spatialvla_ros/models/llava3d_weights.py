@@ -35,6 +35,7 @@ vision.pretrained_path (the tower's own folder) in the config.
 """
 
 import json
+import logging
 import os
 
 from spatialvla_ros.models.checkpoint import CheckpointError
@@ -42,6 +43,8 @@ from spatialvla_ros.models.checkpoint import iter_safetensors
 from spatialvla_ros.models.checkpoint import model_tensors
 from spatialvla_ros.models.checkpoint import name_list
 import torch
+
+logger = logging.getLogger(__name__)
 
 INDEX_FILE = 'model.safetensors.index.json'
 _TOWER = 'model.vision_tower.vision_tower.'
@@ -185,7 +188,10 @@ def load_llava3d_weights(model, llava3d_dir, allow_missing=False):
             'checkpoint without the vision tower set vision.pretrained_path to the folder of '
             'the tower; to keep them random on purpose, allow missing tensors '
             '(--allow-missing)')
-    return {'loaded': loaded, 'unused': sorted(unused), 'missing': missing, 'parts': parts}
+    report = {'loaded': loaded, 'unused': sorted(unused), 'missing': missing, 'parts': parts}
+    for line in format_llava3d_report(report):
+        logger.info('LLaVA-3D weights: %s', line)
+    return report
 
 
 def format_llava3d_report(report):
