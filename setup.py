@@ -50,6 +50,7 @@ setup(
             'replay_eval = spatialvla_ros.tools.replay_eval:main',
             'spatialvla_demo = spatialvla_ros.tools.demo:main',
             'spatialvla_compare = spatialvla_ros.tools.compare_plans:main',
+            'spatialvla_convert_llava3d = spatialvla_ros.tools.convert_llava3d:main',
         ],
     },
 )

@@ -12,9 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Checkpoint round trips, strict and named errors, and LLaVA-3D weight mapping."""
+"""Checkpoint round trips, strict and named errors, pointer files, file modes, plan mismatch."""
 
-import json
 import os
 
 import numpy as np
@@ -25,7 +24,6 @@ from spatialvla_ros.core_types import NormalizationStats
 from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.models.checkpoint import CheckpointError
 from spatialvla_ros.models.checkpoint import load_checkpoint
-from spatialvla_ros.models.checkpoint import load_llava3d_weights
 from spatialvla_ros.models.checkpoint import save_checkpoint
 from spatialvla_ros.models.modeling_spatialvla import ModelObservation
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
@@ -34,8 +32,6 @@ from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
 from spatialvla_ros.sim.vocabulary import build_demo_tokenizer
 from spatialvla_ros.training.configuration_training import TrainingConfig
 import torch
-from torch import nn
-import transformers
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
 LAYOUT = ['config.yaml', 'model.safetensors', 'normalization.safetensors', 'tokenizer']
@@ -172,74 +168,78 @@ def test_corrupt_or_missing_files_are_named(saved):
         load_checkpoint(os.path.join(directory, 'nope'))
 
 
-def _llava3d_source(cfg, seed=7):
-    """Tensors named like a LLaVA-3D checkpoint, from real transformers / torch modules."""
-    torch.manual_seed(seed)
-    lm, vis = cfg.language_model, cfg.vision
-    llama = transformers.LlamaModel(transformers.LlamaConfig(
-        vocab_size=lm.vocab_size, hidden_size=lm.hidden_size,
-        intermediate_size=lm.intermediate_size, num_hidden_layers=lm.num_hidden_layers,
-        num_attention_heads=lm.num_attention_heads, num_key_value_heads=lm.num_key_value_heads,
-        head_dim=lm.head_dim, rms_norm_eps=lm.rms_norm_eps,
-        max_position_embeddings=lm.max_position_embeddings)).eval()
-    clip = transformers.CLIPVisionModel(transformers.CLIPVisionConfig(
-        hidden_size=vis.hidden_size, intermediate_size=vis.intermediate_size,
-        num_hidden_layers=vis.num_hidden_layers, num_attention_heads=vis.num_attention_heads,
-        image_size=vis.image_size, patch_size=vis.patch_size))
-    c, d = vis.hidden_size, lm.hidden_size
-    # LLaVA-3D's PositionEmbeddingLearnedMLP head and mlp2x_gelu projector layouts
-    pos_head = nn.Sequential(nn.Linear(3, c), nn.LayerNorm(c), nn.ReLU(), nn.Linear(c, c))
-    projector = nn.Sequential(nn.Linear(c, d), nn.GELU(), nn.Linear(d, d))
-    shard1 = {f'model.{k}': v for k, v in llama.state_dict().items()}
-    shard2 = {f'model.vision_tower.vision_tower.{k}': v for k, v in clip.state_dict().items()}
-    shard2.update({'model.video_tower.video_tower.positional_embedding.position_embedding_head.'
-                   f'{k}': v for k, v in pos_head.state_dict().items()})
-    shard2.update({f'model.mm_projector.{k}': v for k, v in projector.state_dict().items()})
-    unused = {'lm_head.weight': torch.randn(lm.vocab_size, d),
-              'model.video_tower.prompt_encoder.pos_emb3d.position_embedding_head.0.weight':
-              torch.randn(d, 3)}
-    shard2.update(unused)
-    return llama, clip, (pos_head, projector), (shard1, shard2), sorted(unused)
+def test_a_pointer_file_stands_for_the_checkpoint_it_names(saved):
+    directory, _, cfg = saved
+    root = os.path.dirname(directory)
+    pointer = os.path.join(root, 'latest')   # what a training run writes beside its steps
+    with open(pointer, 'w', encoding='utf-8') as f:
+        f.write('ckpt\n')
+    model, cfg2, _, _ = load_checkpoint(pointer, config_class=TrainingConfig)
+    assert cfg2 == cfg
+    policy = SpatialVLAPolicy.from_pretrained(pointer)   # the node's loader
+    assert policy.config.plan == cfg.plan and policy.config.data == cfg.data
+    for content in (b'step_missing\n', b'', b'\xff\xfe\x00', b'../ckpt\n'):
+        with open(pointer, 'wb') as f:
+            f.write(content)
+        with pytest.raises(CheckpointError, match='pointer file') as err:
+            load_checkpoint(pointer)
+        assert pointer in str(err.value)
 
 
-def test_llava3d_weights_map_onto_encoder_and_vlm(tmp_path):
+def _modes(root):
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            out[os.path.relpath(path, root)] = os.stat(path).st_mode & 0o777
+    out['.'] = os.stat(root).st_mode & 0o777
+    return out
+
+
+@pytest.mark.parametrize('umask, file_mode, dir_mode', [(0o022, 0o644, 0o755),
+                                                        (0o027, 0o640, 0o750)])
+def test_checkpoint_modes_honour_the_umask(umask, file_mode, dir_mode, tmp_path, tokenizer):
+    from spatialvla_ros.training import train_state
+    from spatialvla_ros.training.distributed import DistContext
+    from spatialvla_ros.training.loss import FlowLossModule
+    from spatialvla_ros.training.schedule import WarmupCosineSchedule
+
+    model, cfg = tiny()
+    old = os.umask(umask)
+    try:
+        directory = save_checkpoint(tmp_path / 'ckpt', model, cfg, stats(cfg), tokenizer)
+        loss_module = FlowLossModule(model)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        scheduler = WarmupCosineSchedule(optimizer, 1, 10)
+        ctx = DistContext('single', 0, 1, 0, torch.device('cpu'))
+        step_dir = train_state.save_training_checkpoint(
+            tmp_path / 'run', 3, loss_module, optimizer, scheduler, stats(cfg), tokenizer, ctx)
+    finally:
+        os.umask(old)
+    for root in (directory, step_dir):
+        modes = _modes(root)
+        assert 'model.safetensors' in modes and modes['.'] == dir_mode
+        for name, mode in modes.items():
+            is_dir = os.path.isdir(os.path.join(root, name))
+            assert mode == (dir_mode if is_dir else file_mode), (root, name, oct(mode))
+    assert 'training/optimizer.safetensors' in _modes(step_dir)
+    pointer = os.path.join(tmp_path, 'run', 'checkpoints', 'latest')
+    assert os.stat(pointer).st_mode & 0o777 == file_mode
+
+
+def test_weights_of_another_plan_are_named_with_the_key_to_fix(tmp_path, tokenizer):
+    import yaml
+
     model, cfg = tiny('deep_fusion')
-    llama, clip, (pos_head, projector), shards, unused = _llava3d_source(cfg)
-    weight_map = {}
-    for i, shard in enumerate(shards):
-        name = f'model-0000{i + 1}-of-00002.safetensors'
-        save_file({k: v.contiguous() for k, v in shard.items()}, tmp_path / name)
-        weight_map.update({k: name for k in shard})
-    with open(tmp_path / 'model.safetensors.index.json', 'w') as f:
-        json.dump({'metadata': {}, 'weight_map': weight_map}, f)
-    report = load_llava3d_weights(model, tmp_path, strict=True)
-    assert report['unmapped'] == unused and report['missing'] == []
-    for ours, ref in ((model.vlm, llama), (model.encoder3d.vision_tower, clip),
-                      (model.encoder3d.position_embedding.position_embedding_head, pos_head),
-                      (model.encoder3d.mm_projector, projector)):
-        ref_sd = ref.state_dict()
-        for key, value in ours.state_dict().items():
-            assert torch.equal(value, ref_sd[key]), key
-    # the mapped VLM computes what the transformers reference computes
-    ids = torch.randint(0, cfg.language_model.vocab_size, (1, 7))
-    with torch.no_grad():
-        torch.testing.assert_close(model.vlm(input_ids=ids).last_hidden_state,
-                                   llama(input_ids=ids).last_hidden_state, rtol=0, atol=0)
-    # one shard without an index; a wrong shape is named, not silently skipped
-    single = tmp_path / 'single'
-    single.mkdir()
-    save_file({'model.norm.weight': torch.ones(cfg.language_model.hidden_size + 1)},
-              single / 'model.safetensors')
-    with pytest.raises(CheckpointError, match=r'model\.norm\.weight -> vlm\.norm\.weight'):
-        load_llava3d_weights(model, single)
-    # a checkpoint without the CLIP tower (LLaVA-3D loads it from its own folder): reported
-    only_llm = tmp_path / 'only_llm'
-    only_llm.mkdir()
-    save_file({k: v.contiguous() for k, v in shards[0].items()}, only_llm / 'model.safetensors')
-    report = load_llava3d_weights(model, only_llm)
-    assert report['missing'] and all(n.startswith('encoder3d.') for n in report['missing'])
-    assert len(report['loaded']) == len(shards[0])
-    with pytest.raises(CheckpointError, match='missing tensors: encoder3d'):
-        load_llava3d_weights(model, only_llm, strict=True)
-    with pytest.raises(CheckpointError, match='not found'):
-        load_llava3d_weights(model, tmp_path / 'missing_dir')
+    directory = save_checkpoint(tmp_path / 'ckpt', model, cfg, stats(cfg), tokenizer)
+    config_path = os.path.join(directory, 'config.yaml')
+    with open(config_path, encoding='utf-8') as f:
+        data = yaml.safe_load(f)
+    data['plan'] = 'late_llama'   # the expert section is a valid Llama expert as it stands
+    with open(config_path, 'w', encoding='utf-8') as f:
+        yaml.safe_dump(data, f)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(directory)
+    message = str(err.value)
+    assert 'deep_fusion model' in message and "'plan'" in message and config_path in message
+    assert 'missing tensors' not in message

@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-Checkpoint I/O (safetensors only, never pickle) and loading of real LLaVA-3D weights.
+Checkpoint I/O (safetensors only, never pickle).
 
 A checkpoint is a self-contained directory:
 
@@ -23,11 +23,13 @@ A checkpoint is a self-contained directory:
     <dir>/tokenizer/                  the instruction tokenizer
 
 It is written to a temporary sibling directory and renamed into place, so a reader never sees
-a half-written checkpoint.
+a half-written checkpoint. Files and directories get the modes the process umask gives any
+other file (another account, e.g. the robot's, can read them under the usual umask 022).
+A pointer file (a training run's `checkpoints/latest`) may stand for the directory it names.
+Real LLaVA-3D weights are read by `llava3d_weights`.
 """
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -35,6 +37,8 @@ import tempfile
 
 from safetensors import safe_open
 from safetensors.torch import save_file
+from spatialvla_ros.core_types import NormalizationStats
+from spatialvla_ros.models.configuration_spatialvla import PLANS
 from spatialvla_ros.models.configuration_spatialvla import SpatialVLAConfig
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
 from spatialvla_ros.models.tokenizer import load_tokenizer
@@ -47,13 +51,15 @@ MODEL_FILE = 'model.safetensors'
 STATS_FILE = 'normalization.safetensors'
 TOKENIZER_DIR = 'tokenizer'
 _MAX_LISTED = 8
+_MAX_POINTER_BYTES = 4096
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt or does not match the model."""
 
 
-def _names(names):
+def name_list(names):
+    """Sorted, comma-separated names for an error message (the first few, then a count)."""
     names = sorted(names)
     more = f' (+{len(names) - _MAX_LISTED} more)' if len(names) > _MAX_LISTED else ''
     return ', '.join(names[:_MAX_LISTED]) + more
@@ -70,17 +76,114 @@ def model_tensors(model):
     return out
 
 
-def read_safetensors(path):
-    """All tensors of one safetensors file on the CPU; errors name the file."""
+def _process_umask():
+    """Return the process umask, read without changing it where /proc allows."""
+    try:
+        with open('/proc/self/status', encoding='ascii') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: set and restore at once (the only portable query)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path):
+    """
+    Give `path` the mode open() / mkdir() would give it: 0666 (file) or 0777 (dir) & ~umask.
+
+    safetensors writes every file 0600 and mkdtemp makes directories 0700, whatever the umask;
+    a checkpoint must be readable by whoever the umask lets read any other file.
+    """
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_process_umask())
+
+
+def write_safetensors(tensors, path, metadata=None):
+    """Write a safetensors file whose mode honours the umask (see honour_umask)."""
+    save_file(tensors, path, metadata=metadata)
+    honour_umask(path)
+
+
+def iter_safetensors(path):
+    """Yield (name, CPU tensor) of one safetensors file, one at a time; errors name the file."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: file not found')
     try:
         with safe_open(path, framework='pt', device='cpu') as f:
-            return {key: f.get_tensor(key) for key in f.keys()}
+            for key in f.keys():
+                yield key, f.get_tensor(key)
     except Exception as exc:  # safetensors raises its own error types for bad bytes
         raise CheckpointError(f'{path}: not a readable safetensors file (corrupt or '
                               f'truncated?): {exc}') from None
+
+
+def read_safetensors(path):
+    """All tensors of one safetensors file on the CPU; errors name the file."""
+    return dict(iter_safetensors(path))
+
+
+def _file_metadata(path):
+    try:
+        with safe_open(path, framework='pt', device='cpu') as f:
+            return f.metadata() or {}
+    except Exception:  # only a hint for error messages; the tensors were already read
+        return {}
+
+
+def detect_plan(names, saved_plan=''):
+    """
+    Return the fusion plan a model's tensor names belong to, or None when they fit no plan.
+
+    Late fusion projects the VLM output into the expert (`backbone.context_proj`); deep fusion
+    has an expert but no projection. Gemma and Llama experts have the same tensor names, so a
+    late plan is told apart by `saved_plan` (the plan save_checkpoint recorded in the file).
+    """
+    names = set(names)
+    if 'backbone.context_proj.weight' in names:
+        return saved_plan if saved_plan in ('late_gemma', 'late_llama') else 'late fusion'
+    if any(n.startswith('backbone.expert.') for n in names):
+        return 'deep_fusion'
+    return None
+
+
+def _plan_mismatch(tensors, model_path, config, config_path):
+    """Return a CheckpointError when the weights are of another plan than the config, else None."""
+    plan = detect_plan(tensors, _file_metadata(model_path).get('plan', ''))
+    if plan is None or plan == config.plan or (plan == 'late fusion'
+                                               and config.plan.startswith('late_')):
+        return None
+    expected = f"'{plan}'" if plan in PLANS else "'late_gemma' or 'late_llama'"
+    return CheckpointError(
+        f'{model_path}: the weights are a {plan} model, but {config_path} says plan: '
+        f"'{config.plan}'; set the key 'plan' to {expected} (and the expert section to the "
+        'shape the weights were trained with) in that config')
+
+
+def resolve_checkpoint_dir(path):
+    """
+    Return the checkpoint directory `path` stands for: itself, or the one a pointer file names.
+
+    A pointer file (a training run's `checkpoints/latest`) holds the name of a checkpoint
+    directory beside it, so `--checkpoint-dir runs/x/checkpoints/latest` loads the newest one.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return path
+    try:
+        with open(path, 'rb') as f:
+            name = f.read(_MAX_POINTER_BYTES + 1).decode('utf-8').strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f'{path}: expected a checkpoint directory or a pointer file '
+                              f'naming one, got an unreadable file ({exc})') from None
+    target = os.path.join(os.path.dirname(os.path.abspath(path)), name)
+    if (not name or len(name) > _MAX_POINTER_BYTES or '\n' in name or os.sep in name
+            or name in ('.', '..') or not os.path.isdir(target)):
+        raise CheckpointError(f'{path}: a pointer file naming {name[:80]!r}, which is not a '
+                              f'checkpoint directory in {os.path.dirname(target)}')
+    return target
 
 
 def _check_and_copy(targets, tensors, source):
@@ -92,11 +195,11 @@ def _check_and_copy(targets, tensors, source):
               if tuple(tensors[k].shape) != tuple(targets[k].shape)]
     problems = []
     if missing:
-        problems.append(f'missing tensors: {_names(missing)}')
+        problems.append(f'missing tensors: {name_list(missing)}')
     if unexpected:
-        problems.append(f'unexpected tensors: {_names(unexpected)}')
+        problems.append(f'unexpected tensors: {name_list(unexpected)}')
     if shaped:
-        problems.append(f'mis-shaped tensors: {_names(shaped)}')
+        problems.append(f'mis-shaped tensors: {name_list(shaped)}')
     if problems:
         raise CheckpointError(f'{source}: does not match the model built from its config; '
                               + '; '.join(problems))
@@ -141,11 +244,13 @@ def save_checkpoint(directory, model, config, stats, tokenizer):
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(directory)}.tmp-', dir=parent)
     try:
+        honour_umask(tmp)
         config.save_yaml(os.path.join(tmp, CONFIG_FILE))
         tensors = {k: v.detach().to('cpu').contiguous() for k, v in model_tensors(model).items()}
-        save_file(tensors, os.path.join(tmp, MODEL_FILE),
-                  metadata={'format': 'pt', 'plan': config.plan, 'name': config.name})
-        save_file(stats.to_tensors(), os.path.join(tmp, STATS_FILE), metadata={'format': 'pt'})
+        write_safetensors(tensors, os.path.join(tmp, MODEL_FILE),
+                          metadata={'format': 'pt', 'plan': config.plan, 'name': config.name})
+        write_safetensors(stats.to_tensors(), os.path.join(tmp, STATS_FILE),
+                          metadata={'format': 'pt'})
         _save_tokenizer(tokenizer, os.path.join(tmp, TOKENIZER_DIR))
         _fsync_tree(tmp)
         if os.path.isdir(directory):
@@ -163,7 +268,7 @@ def save_checkpoint(directory, model, config, stats, tokenizer):
     return directory
 
 
-def _without_pretrained_paths(config):
+def without_pretrained_paths(config):
     """Drop pretrained paths: the checkpoint holds every weight, so never read them again."""
     return dataclasses.replace(
         config,
@@ -177,16 +282,15 @@ def load_checkpoint(directory, device='cpu', dtype=None, config_class=SpatialVLA
     Load a checkpoint written by `save_checkpoint`.
 
     Arguments, by name:
-        directory: checkpoint directory.
+        directory: checkpoint directory, or a pointer file naming one (see
+            resolve_checkpoint_dir).
         device: torch device for the model.
         dtype: torch dtype (None: the config's dtype).
         config_class: the sections to read from config.yaml (a policy passes PolicyConfig).
 
     Gives (model in eval mode, config, stats, tokenizer).
     """
-    from spatialvla_ros.core_types import NormalizationStats
-
-    directory = os.fspath(directory)
+    directory = resolve_checkpoint_dir(directory)
     if not os.path.isdir(directory):
         raise CheckpointError(f'{directory}: checkpoint directory not found')
     for name in (CONFIG_FILE, MODEL_FILE, STATS_FILE, TOKENIZER_DIR):
@@ -194,7 +298,8 @@ def load_checkpoint(directory, device='cpu', dtype=None, config_class=SpatialVLA
             raise CheckpointError(f'{os.path.join(directory, name)}: missing from the '
                                   f'checkpoint (expected {CONFIG_FILE}, {MODEL_FILE}, '
                                   f'{STATS_FILE}, {TOKENIZER_DIR}/)')
-    config = config_class.from_yaml(os.path.join(directory, CONFIG_FILE))
+    config_path = os.path.join(directory, CONFIG_FILE)
+    config = config_class.from_yaml(config_path)
     if dtype is None:
         dtype = getattr(torch, config.dtype)
     stats_path = os.path.join(directory, STATS_FILE)
@@ -202,106 +307,21 @@ def load_checkpoint(directory, device='cpu', dtype=None, config_class=SpatialVLA
     model_path = os.path.join(directory, MODEL_FILE)
     tensors = read_safetensors(model_path)
     with torch.device(device):  # random init on the target device is much faster on a GPU
-        model = SpatialVLAModel(_without_pretrained_paths(config))
-    _check_and_copy(model_tensors(model), tensors, model_path)
+        model = SpatialVLAModel(without_pretrained_paths(config))
+    try:
+        _check_and_copy(model_tensors(model), tensors, model_path)
+    except CheckpointError as exc:
+        mismatch = _plan_mismatch(tensors, model_path, config, config_path)
+        if mismatch is None:
+            raise
+        raise mismatch from exc
     model.config = config
     model.to(device=device, dtype=dtype).eval()
     tokenizer = load_tokenizer(os.path.join(directory, TOKENIZER_DIR))
     return model, config, stats, tokenizer
 
 
-# -------------------------------------------------------------------------- LLaVA-3D weights
-# LLaVA-3D checkpoints (LlavaLlamaForCausalLM) name their tensors as below. SpatialVLAEncoder3D
-# keeps LLaVA-3D's sub-module names, so every tensor maps by substituting its prefix:
-#   model.embed_tokens / model.layers.* / model.norm      -> vlm.* (the same LlamaModel)
-#   model.vision_tower.vision_tower.<CLIPVisionModel>     -> encoder3d.vision_tower.*
-#   model.video_tower.video_tower.positional_embedding.position_embedding_head.{0,1,3}
-#       (Linear 3->C, LayerNorm, ReLU, Linear C->C)       -> encoder3d.position_embedding.*
-#   model.mm_projector.{0,2} (Linear, GELU, Linear)        -> encoder3d.mm_projector.*
-# Not used here (reported as unmapped): lm_head (no text generation), the click-prompt encoder
-# model.video_tower.prompt_encoder.*, and model.image_newline. LLaVA-3D's released weights may
-# lack the CLIP tower (it loads from its own CLIP folder): set vision.pretrained_path then.
-LLAVA3D_PREFIXES = (
-    ('model.vision_tower.vision_tower.', 'encoder3d.vision_tower.'),
-    ('model.video_tower.video_tower.positional_embedding.',
-     'encoder3d.position_embedding.'),
-    ('model.mm_projector.', 'encoder3d.mm_projector.'),
-    ('model.embed_tokens.', 'vlm.embed_tokens.'),
-    ('model.layers.', 'vlm.layers.'),
-    ('model.norm.', 'vlm.norm.'),
-)
-
-
-def map_llava3d_name(name):
-    """Our tensor name for one LLaVA-3D tensor name, or None when it is not used."""
-    for src, dst in LLAVA3D_PREFIXES:
-        if name.startswith(src):
-            return dst + name[len(src):]
-    return None
-
-
-def _llava3d_shards(directory):
-    index = os.path.join(directory, 'model.safetensors.index.json')
-    if os.path.isfile(index):
-        try:
-            with open(index, encoding='utf-8') as f:
-                weight_map = json.load(f)['weight_map']
-        except (ValueError, KeyError) as exc:
-            raise CheckpointError(f'{index}: not a safetensors index ({exc})') from None
-        return sorted(set(weight_map.values()))
-    shards = sorted(f for f in os.listdir(directory) if f.endswith('.safetensors'))
-    if not shards:
-        raise CheckpointError(f'{directory}: no *.safetensors file (and no '
-                              'model.safetensors.index.json); LLaVA-3D weights must be '
-                              'converted to safetensors')
-    return shards
-
-
-def load_llava3d_weights(model, llava3d_dir, strict=False):
-    """
-    Copy LLaVA-3D weights (local directory of safetensors shards) into encoder3d + vlm.
-
-    Arguments, by name:
-        model: SpatialVLAModel whose config matches the LLaVA-3D checkpoint's shapes.
-        llava3d_dir: directory with *.safetensors shards (+ model.safetensors.index.json).
-        strict: raise if any encoder3d / vlm tensor was not provided.
-
-    Gives a report dict: 'loaded' (our names), 'unmapped' (source names not used) and
-    'missing' (our encoder3d / vlm names the checkpoint did not provide, e.g. a vision tower
-    that LLaVA-3D loads from its own CLIP folder).
-    """
-    directory = os.fspath(llava3d_dir)
-    if not os.path.isdir(directory):
-        raise CheckpointError(f'{directory}: LLaVA-3D directory not found')
-    targets = {k: v for k, v in model_tensors(model).items()
-               if k.startswith(('encoder3d.', 'vlm.'))}
-    loaded, unmapped, shaped = [], [], []
-    with torch.no_grad():
-        for shard in _llava3d_shards(directory):
-            path = os.path.join(directory, shard)
-            for src, tensor in read_safetensors(path).items():
-                dst = map_llava3d_name(src)
-                if dst is None or dst not in targets:
-                    unmapped.append(src)
-                    continue
-                if tuple(tensor.shape) != tuple(targets[dst].shape):
-                    shaped.append(f'{src} -> {dst} (file {tuple(tensor.shape)}, model '
-                                  f'{tuple(targets[dst].shape)})')
-                    continue
-                targets[dst].copy_(tensor)
-                loaded.append(dst)
-    if shaped:
-        raise CheckpointError(f'{directory}: mis-shaped tensors (does the config match the '
-                              f'checkpoint?): {_names(shaped)}')
-    missing = sorted(set(targets) - set(loaded))
-    if strict and missing:
-        raise CheckpointError(f'{directory}: missing tensors: {_names(missing)}')
-    if unmapped:
-        logger.info('LLaVA-3D tensors not used: %s', _names(unmapped))
-    if missing:
-        logger.warning('model tensors not provided by %s: %s', directory, _names(missing))
-    return {'loaded': sorted(loaded), 'unmapped': sorted(unmapped), 'missing': missing}
-
-
-__all__ = ['CheckpointError', 'load_checkpoint', 'load_llava3d_weights', 'map_llava3d_name',
-           'model_tensors', 'read_safetensors', 'save_checkpoint']
+__all__ = ['CheckpointError', 'detect_plan', 'honour_umask', 'iter_safetensors',
+           'load_checkpoint', 'model_tensors', 'name_list', 'read_safetensors',
+           'resolve_checkpoint_dir', 'save_checkpoint', 'without_pretrained_paths',
+           'write_safetensors']

@@ -45,7 +45,8 @@ def build_transformer(cfg, attn_implementation='sdpa'):
     Build a transformers LlamaModel / GemmaModel from a TransformerConfig.
 
     Random init from the typed config, or `from_pretrained(cfg.pretrained_path)` (local files,
-    safetensors only) when a path is given; the checkpoint's shape must match `cfg`.
+    safetensors only, cast to torch's default dtype like a random init) when a path is given;
+    the checkpoint's shape must match `cfg`.
     """
     if cfg.architecture not in _ARCHITECTURES:
         raise ValueError(f'architecture: got {cfg.architecture!r}, expected one of '
@@ -55,9 +56,12 @@ def build_transformer(cfg, attn_implementation='sdpa'):
                          f'{ATTN_IMPLEMENTATIONS} (custom block masks)')
     config_cls, model_cls = _ARCHITECTURES[cfg.architecture]
     if cfg.pretrained_path:
+        # dtype: the checkpoint's own (bf16 / fp16 as released) would otherwise be kept;
+        # the model's parts share one dtype (fp32 master weights for training).
         model = model_cls.from_pretrained(cfg.pretrained_path, local_files_only=True,
                                           use_safetensors=True,
-                                          attn_implementation=attn_implementation)
+                                          attn_implementation=attn_implementation,
+                                          dtype=torch.get_default_dtype())
         for name in _SHAPE_FIELDS:
             got = getattr(model.config, name)
             if got != getattr(cfg, name):

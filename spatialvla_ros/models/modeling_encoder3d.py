@@ -81,7 +81,9 @@ def build_vision_tower(cfg):
             raise ValueError(f'vision.pretrained_path: {path!r} is not a directory (expected a '
                              f'local {model_name} checkpoint with config.json + safetensors)')
         try:
-            tower = model_cls.from_pretrained(path, local_files_only=True, use_safetensors=True)
+            # In torch's default dtype like a random tower, not the checkpoint's (fp16 often).
+            tower = model_cls.from_pretrained(path, local_files_only=True, use_safetensors=True,
+                                              dtype=torch.get_default_dtype())
         except (OSError, ValueError, KeyError) as exc:
             raise ValueError(f'vision.pretrained_path: cannot load a {model_name} from '
                              f'{path!r}: {exc}') from exc

@@ -35,11 +35,11 @@ import shutil
 import tempfile
 
 import numpy as np
-from safetensors.torch import save_file
 from spatialvla_ros.models.checkpoint import CheckpointError
 from spatialvla_ros.models.checkpoint import model_tensors
 from spatialvla_ros.models.checkpoint import read_safetensors
 from spatialvla_ros.models.checkpoint import save_checkpoint
+from spatialvla_ros.models.checkpoint import write_safetensors
 import torch
 
 CHECKPOINTS = 'checkpoints'
@@ -210,15 +210,14 @@ def save_training_checkpoint(run_dir, step, loss_module, optimizer, scheduler, s
     try:
         target = model if ctx.strategy != 'fsdp' else _model_for_saving(model, tensors)
         inner = os.path.join(staging, 'ckpt')
-        save_checkpoint(inner, target, model.config, stats, tokenizer)
-        os.chmod(inner, 0o755)  # mkdtemp makes 0700; other users (the robot) read checkpoints
+        save_checkpoint(inner, target, model.config, stats, tokenizer)  # modes honour the umask
         train_dir = os.path.join(inner, TRAINING)
         os.makedirs(train_dir)
         opt_tensors, opt_meta = optimizer_to_files(osd)
-        save_file(opt_tensors, os.path.join(train_dir, 'optimizer.safetensors'))
+        write_safetensors(opt_tensors, os.path.join(train_dir, 'optimizer.safetensors'))
         _write_json(os.path.join(train_dir, 'optimizer.json'), opt_meta)
         rng_tensors, rng_scalars = rng_state()
-        save_file(rng_tensors, os.path.join(train_dir, 'rng.safetensors'))
+        write_safetensors(rng_tensors, os.path.join(train_dir, 'rng.safetensors'))
         _write_json(os.path.join(train_dir, 'state.json'), {
             'step': int(step), 'scheduler': scheduler.state_dict(), 'rng': rng_scalars,
             'world_size': ctx.world_size, 'strategy': ctx.strategy, **(extra or {})})
