@@ -31,9 +31,16 @@ import textwrap
 import threading
 import time
 
+from checkpoint_utils import make_tiny_checkpoint
+from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from spatialvla_ros.config import load_config
+from spatialvla_ros.data.dataset import load_episodes
 from spatialvla_ros.models.checkpoint import load_checkpoint
+from spatialvla_ros.models.tokenizer import build_word_tokenizer
 from spatialvla_ros.training import train_state
 from spatialvla_ros.training.options import TrainOptions
 from spatialvla_ros.training.progress import read_csv
@@ -327,10 +334,6 @@ def test_help_does_not_import_torch():
 
 def test_train_node_publishes_progress_and_finishes(demos, tmp_path, ros_env, spawn,
                                                     monkeypatch):
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-
     params = tmp_path / 'train_node.yaml'
     with open(os.path.join(REPO, 'config', 'params', 'train_node.yaml'), encoding='utf-8') as f:
         values = yaml.safe_load(f)['train_node']['ros__parameters']
@@ -376,11 +379,6 @@ def test_train_node_publishes_progress_and_finishes(demos, tmp_path, ros_env, sp
 
 
 def test_fine_tuning_keeps_the_tokenizer_of_its_initial_checkpoint(demos, tmp_path):
-    from checkpoint_utils import make_tiny_checkpoint
-    from spatialvla_ros.config import load_config
-    from spatialvla_ros.data.dataset import load_episodes
-    from spatialvla_ros.models.tokenizer import build_word_tokenizer
-
     init = make_tiny_checkpoint(str(tmp_path / 'init'))
     _, summary = run(options(demos, tmp_path / 'run', steps=1, init_checkpoint=init))
     tok_init = load_checkpoint(init)[3]
