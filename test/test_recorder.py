@@ -24,6 +24,8 @@ import pytest
 from rosbags.rosbag2 import Reader
 from spatialvla_ros.data.recorder import EpisodeRecorder
 from spatialvla_ros.sim import messages as sim_msgs
+from spatialvla_ros.sim.panda_env import PandaEnv
+from spatialvla_ros.sim.rollout import run_episode
 from spatialvla_ros.tools import generate_demos
 import yaml
 
@@ -117,8 +119,6 @@ def test_bag_metadata_is_a_ros2_bag(demos):
 
 def test_failed_episodes_are_dropped_unless_kept(tmp_path):
     # One tick is not enough to reach anything: the episode fails.
-    from spatialvla_ros.sim.rollout import run_episode
-    from spatialvla_ros.sim.panda_env import PandaEnv
     env = PandaEnv(None)
     try:
         path = tmp_path / 'bag'

@@ -23,6 +23,7 @@ Data: simulator demonstrations (test_dataset.generate_demos, shared per session)
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,10 +31,17 @@ import textwrap
 import threading
 import time
 
+from checkpoint_utils import make_tiny_checkpoint
+from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from spatialvla_ros.data.dataset import load_episodes
 from spatialvla_ros.models.checkpoint import load_checkpoint
+from spatialvla_ros.models.tokenizer import build_word_tokenizer
 from spatialvla_ros.training import train_state
+from spatialvla_ros.training.configuration_training import TrainingConfig
 from spatialvla_ros.training.options import TrainOptions
 from spatialvla_ros.training.progress import read_csv
 from spatialvla_ros.training.schedule import warmup_cosine_factor
@@ -97,9 +105,9 @@ def test_warmup_cosine_schedule_and_json_state():
         expect = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - 4) / 16))
         assert lrs[step] == pytest.approx(0.5 * expect)
     state = json.loads(json.dumps(sched.state_dict()))
-    other = WarmupCosineSchedule(torch.optim.AdamW(params, lr=0.5), 4, 20, 0.1)
-    other.load_state_dict(state)
-    assert other.get_last_lr() == sched.get_last_lr()
+    other_opt = torch.optim.AdamW(params, lr=0.5)
+    WarmupCosineSchedule(other_opt, 4, 20, 0.1).load_state_dict(state)
+    assert other_opt.param_groups[0]['lr'] == opt.param_groups[0]['lr']
     assert warmup_cosine_factor(0, 0, 10) == 1.0
 
 
@@ -163,6 +171,85 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(demos, reference, tmp
     _, summary = run(options(demos, tmp_path, resume=True))
     assert summary['checkpoint'].endswith('step_0000006')
     assert losses(tmp_path) == reference['losses']
+
+
+def test_resume_with_more_steps_continues_the_run(demos, reference, tmp_path):
+    shutil.copytree(reference['dir'], tmp_path, dirs_exist_ok=True)
+    _, summary = run(options(demos, tmp_path, resume=True, steps=8))
+    assert summary['steps'] == 8 and summary['checkpoint'].endswith('step_0000008')
+    rows = {int(r['step']): r for r in read_csv(os.path.join(tmp_path, 'train_log.csv'))}
+    assert {s: float(rows[s]['loss']) for s in range(1, 7)} == reference['losses']
+    # From the resume step on, the learning rate follows the schedule of the new total (the
+    # config's warm-up of 30 steps is capped at the run's 8 steps).
+    for step in (7, 8):
+        expect = 1e-3 * warmup_cosine_factor(step - 1, min(30, 8), 8)
+        assert float(rows[step]['lr']) == pytest.approx(expect, rel=1e-6)
+
+
+def test_resume_cannot_go_back_before_its_checkpoint(demos, reference, tmp_path):
+    shutil.copytree(reference['dir'], tmp_path, dirs_exist_ok=True)
+    with pytest.raises(ValueError, match=r'steps: got 4, .*step 6'):
+        run(options(demos, tmp_path, resume=True, steps=4))
+
+
+def test_keep_last_removes_old_checkpoints_but_never_latest(demos, tmp_path):
+    _, summary = run(options(demos, tmp_path, steps=4, checkpoint_every=1, keep_last=2))
+    root = tmp_path / 'checkpoints'
+    assert sorted(os.listdir(root)) == ['latest', 'step_0000003', 'step_0000004']
+    assert train_state.latest_checkpoint(tmp_path) == summary['checkpoint']
+    # `latest` naming an older step (a run resumed from it) keeps it and every newer one.
+    (root / 'latest').write_text('step_0000003\n')
+    assert train_state.prune_checkpoints(tmp_path, 1) == []
+    assert sorted(os.listdir(root)) == ['latest', 'step_0000003', 'step_0000004']
+    (root / 'latest').write_text('step_0000004\n')
+    assert [os.path.basename(p) for p in train_state.prune_checkpoints(tmp_path, 1)] == [
+        'step_0000003']
+    assert sorted(os.listdir(root)) == ['latest', 'step_0000004']
+
+
+def _train_cli(args, env=None):
+    cmd = [sys.executable, '-m', 'spatialvla_ros.tools.train', '--device', 'cpu', '--steps',
+           '1', '--batch-size', '4', '--progress', 'false', '--plot', 'false', *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1', **(env or {})))
+
+
+def test_cli_reports_a_bad_run_in_one_line_with_status_2(demos, tmp_path):
+    gemma = os.path.join(REPO, 'config', 'late_gemma.yaml')
+    with open(gemma, encoding='utf-8') as f:
+        values = yaml.safe_load(f)
+    values['train']['learning_rat'] = 0.1
+    bad_key = tmp_path / 'bad_key.yaml'
+    bad_key.write_text(yaml.safe_dump(values))
+    data = ['--data', *demos['bags'], '--cache-dir', demos['cache']]
+    cases = [
+        (['--config', gemma, '--data', str(tmp_path / 'no_demos')], 'no_demos'),
+        (['--config', str(bad_key), *data], 'learning_rat'),
+        (['--config', gemma, *data, '--init-checkpoint', str(tmp_path / 'no_ckpt')], 'no_ckpt'),
+    ]
+    for args, named in cases:
+        out = _train_cli(args + ['--out-dir', str(tmp_path / 'run')])
+        assert out.returncode == 2, out.stderr
+        assert 'Traceback' not in out.stderr, out.stderr
+        last = out.stderr.strip().splitlines()[-1]
+        assert last.startswith('error: ') and named in last, out.stderr
+    out = _train_cli(cases[0][0] + ['--out-dir', str(tmp_path / 'run'), '--debug'])
+    assert out.returncode == 2 and 'Traceback' in out.stderr and 'no_demos' in out.stderr
+    out = _train_cli(cases[0][0] + ['--out-dir', str(tmp_path / 'run')],
+                     env={'SPATIALVLA_DEBUG': '1'})
+    assert out.returncode == 2 and 'Traceback' in out.stderr
+
+
+def test_train_node_reports_a_bad_run_in_one_line_with_status_2(tmp_path, spawn):
+    proc = spawn(['-m', 'spatialvla_ros.nodes.train_node', '--ros-args',
+                  '-p', f"config:={os.path.join(REPO, 'config', 'late_gemma.yaml')}",
+                  '-p', f"data:=['{tmp_path / 'no_demos'}']",
+                  '-p', f"out_dir:={tmp_path / 'run'}", '-p', 'device:=cpu'])
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    assert 'Traceback' not in out, out
+    errors = [line for line in out.splitlines() if 'no_demos' in line]
+    assert len(errors) == 1 and '[ERROR]' in errors[0], out
 
 
 WRITER = textwrap.dedent("""
@@ -230,25 +317,23 @@ def test_expert_only_training_keeps_the_vlm_frozen(demos, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in moved)
 
 
-def test_help_does_not_import_torch_or_rclpy():
+def test_help_does_not_import_torch():
     code = ('import sys\n'
             'from spatialvla_ros.tools import train\n'
+            'try:\n    train.main(["--help"])\nexcept SystemExit as e:\n    assert e.code == 0\n'
+            'assert "rclpy" not in sys.modules\n'
             'from spatialvla_ros.nodes import train_node\n'
             'assert train_node.main(["--help"]) == 0\n'
-            'try:\n    train.main(["--help"])\nexcept SystemExit as e:\n    assert e.code == 0\n'
-            'assert "torch" not in sys.modules and "rclpy" not in sys.modules\n')
+            'assert "torch" not in sys.modules\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert '--strategy' in out.stdout and 'val_max_samples' in out.stdout
+    assert '--keep-last' in out.stdout and 'keep_last (integer, default 3)' in out.stdout
 
 
 def test_train_node_publishes_progress_and_finishes(demos, tmp_path, ros_env, spawn,
                                                     monkeypatch):
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-
     params = tmp_path / 'train_node.yaml'
     with open(os.path.join(REPO, 'config', 'params', 'train_node.yaml'), encoding='utf-8') as f:
         values = yaml.safe_load(f)['train_node']['ros__parameters']
@@ -294,11 +379,6 @@ def test_train_node_publishes_progress_and_finishes(demos, tmp_path, ros_env, sp
 
 
 def test_fine_tuning_keeps_the_tokenizer_of_its_initial_checkpoint(demos, tmp_path):
-    from checkpoint_utils import make_tiny_checkpoint
-    from spatialvla_ros.training.configuration_training import TrainingConfig
-    from spatialvla_ros.data.dataset import load_episodes
-    from spatialvla_ros.models.tokenizer import build_word_tokenizer
-
     init = make_tiny_checkpoint(str(tmp_path / 'init'))
     _, summary = run(options(demos, tmp_path / 'run', steps=1, init_checkpoint=init))
     tok_init = load_checkpoint(init)[3]

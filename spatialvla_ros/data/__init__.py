@@ -11,3 +11,22 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
+
+"""Demonstration data: rosbag2 episodes in, training samples out (ROS-free, no rclpy).
+
+Modules in reading order: `bag_reader` opens a bag with rosbags and finds bags in folders;
+`bag_episodes` decodes one bag into an `Episode` (observations, states, action chunks) with
+the policy node's own synchroniser and observation builder; `dataset` decodes every bag once,
+caches it as .npz, splits train / held-out and indexes global batches; `recorder` writes
+episodes as rosbag2 (the demo generator's output). Exported here: the bag reading and
+writing API, which loads no torch (the demo generator's workers use it); `bag_episodes` and
+`dataset` load torch through core_types, so import them from their modules.
+"""
+
+from .bag_reader import BagError
+from .bag_reader import BagFile
+from .bag_reader import find_bags
+from .bag_reader import is_bag_directory
+from .recorder import EpisodeRecorder
+
+__all__ = ['BagError', 'BagFile', 'EpisodeRecorder', 'find_bags', 'is_bag_directory']

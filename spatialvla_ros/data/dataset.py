@@ -31,6 +31,7 @@ import os
 
 import numpy as np
 
+from spatialvla_ros.core_types import NormalizationStats
 from spatialvla_ros.data.bag_episodes import decode_episode
 from spatialvla_ros.data.bag_episodes import Episode
 from spatialvla_ros.data.bag_reader import bag_mtime_ns
@@ -167,8 +168,6 @@ class EpisodeDataset:
 
     def compute_stats(self):
         """Compute the normalisation statistics of states and valid action steps (saved once)."""
-        from spatialvla_ros.core_types import NormalizationStats
-
         if len(self) == 0:
             raise ValueError('dataset: no sample to compute normalisation statistics from')
         actions, mask = self.actions()

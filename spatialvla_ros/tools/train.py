@@ -16,43 +16,54 @@
 
     spatialvla_train --config config/late_gemma.yaml --data demos/ --out-dir runs/gemma
     torchrun --nproc-per-node 2 -m spatialvla_ros.tools.train --strategy ddp ...   (or fsdp)
+    spatialvla_train ... --out-dir runs/gemma --resume --steps 3000   (extend the run)
 
-The checkpoint it writes (<out-dir>/checkpoints/latest) is what the policy node loads.
+The checkpoint it writes (<out-dir>/checkpoints/latest) is what the policy node loads; the
+newest --keep-last (3) checkpoints are kept. Errors in the setup of a run print one line and
+exit with status 2 (--debug adds the traceback).
 """
 
 import argparse
 import json
 import logging
 import sys
+import traceback
 
 from spatialvla_ros.training.options import add_arguments
+from spatialvla_ros.training.options import DEBUG_ENV
+from spatialvla_ros.training.options import debug_requested
+from spatialvla_ros.training.options import error_line
 from spatialvla_ros.training.options import options_from_namespace
+from spatialvla_ros.training.options import USER_ERRORS
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='spatialvla_train',
         description='Train a SpatialVLA policy (any fusion plan) on rosbag2 demonstrations; '
-                    'single process, or DDP / FSDP under torchrun.')
+                    'single process, or DDP / FSDP under torchrun. A run set up wrong (data, '
+                    'topics, config, checkpoint) exits with status 2 and a one-line error.')
     add_arguments(parser)
     parser.add_argument('--summary-json', default='',
                         help='also write the final summary (metrics, paths) to this file')
+    parser.add_argument('--debug', action='store_true',
+                        help=f'print the traceback of an error too (or set {DEBUG_ENV}=1)')
     return parser
 
 
 def main(args=None):
-    ns = build_parser().parse_args(args)   # --help exits here, before torch is imported
+    ns = build_parser().parse_args(args)   # --help and bad flags exit here, before torch
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     try:
         options = options_from_namespace(ns)
-    except ValueError as exc:
-        print(f'error: {exc}', file=sys.stderr)
+        # Deferred: torch takes seconds to import, so option errors answer at once.
+        from spatialvla_ros.training.trainer import train
+        summary = train(options)
+    except USER_ERRORS as exc:
+        if debug_requested(ns.debug):
+            traceback.print_exc()
+        print(f'error: {error_line(exc)}', file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
-    from spatialvla_ros.training.trainer import train
-
-    summary = train(options)
-    if summary is None:
-        return 0
     brief = {k: v for k, v in summary.items() if not k.endswith(('_per_dim', '_per_step'))
              and k != 'warnings'}
     brief['warnings'] = len(summary.get('warnings', []))

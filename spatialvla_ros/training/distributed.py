@@ -30,6 +30,11 @@ import socket
 
 import torch
 import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy
+from torch.distributed.fsdp import register_fsdp_forward_method
+from torch.nn.parallel import DistributedDataParallel
 
 STRATEGIES = ('single', 'ddp', 'fsdp')
 _ATTENTION_PROJECTIONS = ('q_proj', 'k_proj', 'v_proj', 'o_proj')
@@ -121,15 +126,6 @@ def barrier(ctx):
         dist.barrier()
 
 
-def broadcast_object(obj, ctx):
-    """Rank 0's `obj` on every rank (small picklable values only, e.g. a path string)."""
-    if not ctx.distributed or ctx.world_size == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def fsdp_units(model):
     """Modules sharded as their own FSDP2 unit (see the module docstring), each once."""
     units, seen = [], set()
@@ -163,18 +159,11 @@ def wrap_model(model, loss_module, ctx, param_dtype=None):
     if ctx.strategy == 'single':
         return loss_module
     if ctx.strategy == 'ddp':
-        from torch.nn.parallel import DistributedDataParallel
-
         # Some parameters get no gradient by design (deep fusion skips the VLM's last MLP,
         # the VLM's final norm is unused by the expert): find_unused_parameters handles them.
         ids = [ctx.device.index] if ctx.device.type == 'cuda' else None
         return DistributedDataParallel(loss_module, device_ids=ids,
                                        find_unused_parameters=True)
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
-    from torch.distributed.fsdp import MixedPrecisionPolicy
-    from torch.distributed.fsdp import register_fsdp_forward_method
-
     mesh = init_device_mesh(ctx.device.type, (ctx.world_size,))
     kwargs = {'mesh': mesh}
     if param_dtype is not None:
@@ -188,5 +177,5 @@ def wrap_model(model, loss_module, ctx, param_dtype=None):
     return loss_module
 
 
-__all__ = ['DistContext', 'STRATEGIES', 'all_reduce_sum', 'barrier', 'broadcast_object',
-           'free_port', 'fsdp_units', 'pick_device', 'setup', 'teardown', 'wrap_model']
+__all__ = ['DistContext', 'STRATEGIES', 'all_reduce_sum', 'barrier', 'free_port',
+           'fsdp_units', 'pick_device', 'setup', 'teardown', 'wrap_model']

@@ -12,12 +12,14 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Runtime options of a training run, shared by the `train` command and the `train_node`.
+"""Options of one training run, defined once for the `spatialvla_train` flags and the node.
 
-One table (`OPTIONS`) defines every option once: the command builds its argparse parser from
-it and the node declares its ROS parameters from it, so both front-ends take the same
-options. The architecture and the recipe live in the experiment YAML (config.train); the
-options here override a few recipe values for one run (steps, batch size, ...).
+`TrainOptions` is the one table: each field holds its default, help text and allowed values.
+The command's flags (`add_arguments`: field `out_dir` is `--out-dir`), the train node's ROS
+parameters (same names) and both help texts (`describe_options`) are generated from its
+fields. The architecture and the recipe live in the experiment YAML (config.train); these
+options override a few recipe values for one run (steps, batch size, ...). Torch-free, so
+`--help` and option errors answer at once.
 """
 
 import argparse
@@ -25,82 +27,73 @@ import dataclasses
 from dataclasses import dataclass
 import os
 
-# name, type, default, help. Zero / '' means "take it from the config file".
-OPTIONS = (
-    ('config', str, '', 'experiment YAML (config/late_gemma.yaml, ...)'),
-    ('data', list, [], 'rosbag2 directories, or folders of them (mcap or sqlite3)'),
-    ('out_dir', str, 'runs/train', 'run directory: checkpoints/, train_log.csv, plot, cache/'),
-    ('strategy', str, 'single', 'single | ddp | fsdp (ddp / fsdp: launch with torchrun)'),
-    ('device', str, 'auto', 'auto (GPU if any) | cpu | cuda | cuda:N'),
-    ('precision', str, 'auto', 'auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16'),
-    ('steps', int, 0, 'optimiser steps (0: train.steps of the config)'),
-    ('batch_size', int, 0, 'global batch size over all processes (0: train.batch_size)'),
-    ('learning_rate', float, 0.0, 'peak learning rate (0: train.learning_rate)'),
-    ('warmup_steps', int, -1, 'warm-up steps (-1: train.warmup_steps)'),
-    ('seed', int, -1, 'seed of data order, noise and init (-1: train.seed)'),
-    ('trainable', str, '', "'' (config) | all | expert_only (freezes encoder + VLM)"),
-    ('gradient_checkpointing', str, '', "'' (config) | true | false"),
-    ('val_every', int, 0, 'validate every N steps (0: train.checkpoint_every)'),
-    ('val_max_samples', int, 256, 'held-out samples per validation (evenly spaced; 0: all)'),
-    ('val_batch_size', int, 0, 'samples per validation forward (0: the batch size)'),
-    ('checkpoint_every', int, 0, 'checkpoint every N steps (0: train.checkpoint_every)'),
-    ('log_every', int, 0, 'CSV row every N steps (0: train.log_every)'),
-    ('resume', bool, False, 'continue from <out_dir>/checkpoints/latest'),
-    ('init_checkpoint', str, '', 'start from this policy checkpoint (fine-tuning)'),
-    ('cache_dir', str, '', "decoded-episode cache ('' = <out_dir>/cache, 'none' = memory only)"),
-    ('points_dtype', str, 'float32', 'storage dtype of cached xyz maps: float32 | float16'),
-    ('keep_failed', bool, False, 'also train on episodes whose outcome says success=false'),
-    ('progress', bool, True, 'show a tqdm progress bar'),
-    ('plot', bool, True, 'write train_loss.png at the end'),
-)
-CHOICES = {
-    'strategy': ('single', 'ddp', 'fsdp'),
-    'precision': ('auto', 'fp32', 'bf16'),
-    'trainable': ('', 'all', 'expert_only'),
-    'gradient_checkpointing': ('', 'true', 'false'),
-    'points_dtype': ('float32', 'float16'),
-}
+# Set (to anything but '' or '0') to see the traceback of a failed run (as `--debug` does).
+DEBUG_ENV = 'SPATIALVLA_DEBUG'
+# A run set up wrong (bad data dir, missing topic, bad config key, checkpoint problem) raises
+# one of these with a message naming what was wrong; the fronts print that one line.
+USER_ERRORS = (ValueError, OSError)
+_ROS_KINDS = {str: 'string', tuple: 'string array', int: 'integer', float: 'double',
+              bool: 'bool'}
+
+
+def _option(default, text, choices=None, required=False):
+    return dataclasses.field(default=default, metadata={'help': text, 'choices': choices,
+                                                        'required': required})
 
 
 @dataclass(frozen=True)
 class TrainOptions:
-    config: str = ''
-    data: tuple = ()
-    out_dir: str = 'runs/train'
-    strategy: str = 'single'
-    device: str = 'auto'
-    precision: str = 'auto'
-    steps: int = 0
-    batch_size: int = 0
-    learning_rate: float = 0.0
-    warmup_steps: int = -1
-    seed: int = -1
-    trainable: str = ''
-    gradient_checkpointing: str = ''
-    val_every: int = 0
-    val_max_samples: int = 256
-    val_batch_size: int = 0
-    checkpoint_every: int = 0
-    log_every: int = 0
-    resume: bool = False
-    init_checkpoint: str = ''
-    cache_dir: str = ''
-    points_dtype: str = 'float32'
-    keep_failed: bool = False
-    progress: bool = True
-    plot: bool = True
+    """Runtime options of a training run; 0 / -1 / '' take the value of the config file."""
+
+    config: str = _option('', 'experiment YAML (config/late_gemma.yaml, ...)', required=True)
+    data: tuple = _option((), 'rosbag2 directories, or folders of them (mcap or sqlite3)',
+                          required=True)
+    out_dir: str = _option('runs/train',
+                           'run directory: checkpoints/, train_log.csv, plot, cache/')
+    strategy: str = _option('single', 'single | ddp | fsdp (ddp / fsdp: launch with torchrun)',
+                            ('single', 'ddp', 'fsdp'))
+    device: str = _option('auto', 'auto (GPU if any) | cpu | cuda | cuda:N')
+    precision: str = _option('auto', 'auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16',
+                             ('auto', 'fp32', 'bf16'))
+    steps: int = _option(0, 'optimiser steps (0: train.steps of the config); with resume, '
+                         'more steps than the checkpoint had extend the run')
+    batch_size: int = _option(0, 'global batch size over all processes (0: train.batch_size)')
+    learning_rate: float = _option(0.0, 'peak learning rate (0: train.learning_rate)')
+    warmup_steps: int = _option(-1, 'warm-up steps (-1: train.warmup_steps)')
+    seed: int = _option(-1, 'seed of data order, noise and init (-1: train.seed)')
+    trainable: str = _option('', "'' (config) | all | expert_only (freezes encoder + VLM)",
+                             ('', 'all', 'expert_only'))
+    gradient_checkpointing: str = _option('', "'' (config) | true | false", ('', 'true', 'false'))
+    val_every: int = _option(0, 'validate every N steps (0: train.checkpoint_every)')
+    val_max_samples: int = _option(256, 'held-out samples per validation (evenly spaced; 0: all)')
+    val_batch_size: int = _option(0, 'samples per validation forward (0: the batch size)')
+    checkpoint_every: int = _option(0, 'checkpoint every N steps (0: train.checkpoint_every)')
+    keep_last: int = _option(3, 'keep the newest N checkpoints, delete older ones (0: keep '
+                             'all); the one `latest` names is never deleted')
+    log_every: int = _option(0, 'CSV row every N steps (0: train.log_every)')
+    resume: bool = _option(False, 'continue from <out_dir>/checkpoints/latest; with other steps '
+                           'or warm-up than the checkpoint, the learning rate from there on is '
+                           'that of a run planned with the new ones (warm-up, then cosine to '
+                           'the new total)')
+    init_checkpoint: str = _option('', 'start from this policy checkpoint (fine-tuning)')
+    cache_dir: str = _option('', "decoded-episode cache ('' = <out_dir>/cache, 'none' = memory "
+                             'only)')
+    points_dtype: str = _option('float32', 'storage dtype of cached xyz maps: float32 | float16',
+                                ('float32', 'float16'))
+    keep_failed: bool = _option(False, 'also train on episodes whose outcome says success=false')
+    progress: bool = _option(True, 'show a tqdm progress bar')
+    plot: bool = _option(True, 'write train_loss.png at the end')
 
     def validate(self):
-        if not self.config:
-            raise ValueError('config: got nothing, expected an experiment YAML path')
-        if not self.data:
-            raise ValueError('data: got nothing, expected rosbag2 directories or folders')
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f'{name}: got {getattr(self, name)!r}, expected one of '
+        for field in dataclasses.fields(self):
+            value, allowed = getattr(self, field.name), field.metadata['choices']
+            if field.metadata['required'] and not value:
+                raise ValueError(f'{field.name}: got nothing, expected {field.metadata["help"]}')
+            if allowed is not None and value not in allowed:
+                raise ValueError(f'{field.name}: got {value!r}, expected one of '
                                  + ', '.join(repr(a) for a in allowed))
         for name in ('steps', 'batch_size', 'val_every', 'val_max_samples', 'val_batch_size',
-                     'checkpoint_every', 'log_every'):
+                     'checkpoint_every', 'keep_last', 'log_every'):
             if getattr(self, name) < 0:
                 raise ValueError(f'{name}: got {getattr(self, name)}, expected >= 0')
         return self
@@ -116,30 +109,39 @@ def _bool(text):
 
 
 def add_arguments(parser):
-    """--option-name flags for every entry of OPTIONS."""
-    for name, kind, default, text in OPTIONS:
-        flag = '--' + name.replace('_', '-')
-        if kind is list:
-            parser.add_argument(flag, nargs='+', default=list(default), required=name == 'data',
+    """Add a --option-name flag for every field of TrainOptions."""
+    for field in dataclasses.fields(TrainOptions):
+        flag = '--' + field.name.replace('_', '-')
+        text, default = field.metadata['help'], field.default
+        required = field.metadata['required']
+        if field.type is tuple:
+            parser.add_argument(flag, nargs='+', default=list(default), required=required,
                                 help=text)
-        elif kind is bool:
+        elif field.type is bool:
             parser.add_argument(flag, type=_bool, nargs='?', const=True, default=default,
                                 help=f'{text} (default: {default})')
         else:
-            parser.add_argument(flag, type=kind, default=default, choices=CHOICES.get(name),
-                                required=name == 'config', help=f'{text} (default: {default!r})')
+            parser.add_argument(flag, type=field.type, default=default, required=required,
+                                choices=field.metadata['choices'],
+                                help=f'{text} (default: {default!r})')
     return parser
 
 
+def describe_options():
+    """One help line per option under its parameter name (the train node's --help)."""
+    return ''.join(f'  {f.name} ({_ROS_KINDS[f.type]}, default {f.default!r}): '
+                   f'{f.metadata["help"]}\n' for f in dataclasses.fields(TrainOptions))
+
+
 def options_from_namespace(ns):
-    values = {name: getattr(ns, name) for name, *_ in OPTIONS}
+    values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(TrainOptions)}
     values['data'] = tuple(values['data'])
     return TrainOptions(**values).validate()
 
 
 def options_from_dict(values):
     """Build TrainOptions from a plain dict (ROS parameters); unknown keys are errors."""
-    known = {name for name, *_ in OPTIONS}
+    known = {f.name for f in dataclasses.fields(TrainOptions)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f'options: unknown {unknown}, expected some of {sorted(known)}')
@@ -147,6 +149,16 @@ def options_from_dict(values):
     if 'data' in values:
         values['data'] = tuple(values['data'])
     return TrainOptions(**values).validate()
+
+
+def debug_requested(flag=False):
+    """Tell whether the traceback of a failed run is wanted (`--debug` or SPATIALVLA_DEBUG)."""
+    return bool(flag) or os.environ.get(DEBUG_ENV, '') not in ('', '0')
+
+
+def error_line(exc):
+    """Return the one line a front prints for a run set up wrong (newlines folded)."""
+    return ' '.join(str(exc).split()) or type(exc).__name__
 
 
 def apply_overrides(config, options):
@@ -172,33 +184,6 @@ def apply_overrides(config, options):
     return dataclasses.replace(config, train=train).validate()
 
 
-def build_tokenizer(config, instructions, run_dir, ctx, checkpoint=None):
-    """Load or build the tokenizer: the checkpoint's, the config's or a word tokenizer.
-
-    `checkpoint` is the one resumed or fine-tuned from: its weights need its word ids.
-
-    Without a tokenizer_path (tiny configs) a word-level tokenizer over the dataset's
-    instructions is built by rank 0 into <run_dir>/tokenizer and loaded by every rank.
-    """
-    from spatialvla_ros.models.tokenizer import build_word_tokenizer
-    from spatialvla_ros.models.tokenizer import load_tokenizer
-    from spatialvla_ros.training.distributed import barrier
-
-    if checkpoint:
-        tokenizer = load_tokenizer(os.path.join(checkpoint, 'tokenizer'))
-    elif config.language_model.tokenizer_path:
-        tokenizer = load_tokenizer(config.language_model.tokenizer_path)
-    else:
-        path = os.path.join(run_dir, 'tokenizer')
-        if ctx.is_main:
-            build_word_tokenizer(list(instructions), path)
-        barrier(ctx)
-        tokenizer = load_tokenizer(path)
-    if len(tokenizer) > config.language_model.vocab_size:
-        raise ValueError(f'language_model.vocab_size: got {config.language_model.vocab_size}, '
-                         f"expected >= {len(tokenizer)} (the tokenizer's vocabulary)")
-    return tokenizer
-
-
-__all__ = ['CHOICES', 'OPTIONS', 'TrainOptions', 'add_arguments', 'apply_overrides',
-           'build_tokenizer', 'options_from_dict', 'options_from_namespace']
+__all__ = ['DEBUG_ENV', 'TrainOptions', 'USER_ERRORS', 'add_arguments', 'apply_overrides',
+           'debug_requested', 'describe_options', 'error_line', 'options_from_dict',
+           'options_from_namespace']

@@ -19,6 +19,8 @@ import json
 import math
 import os
 
+from tqdm import tqdm
+
 CSV_FIELDS = ('step', 'loss', 'lr', 'grad_norm', 'val_mse', 'baseline_mse', 'time')
 
 
@@ -80,6 +82,7 @@ def _column(rows, key):
 
 def plot_losses(csv_path, png_path, title=''):
     """Training loss (left) and held-out action MSE vs the mean baseline (right), log scale."""
+    # matplotlib (about half a second) is imported only by runs that write the plot.
     import matplotlib
     matplotlib.use('Agg')
     from matplotlib import pyplot as plt
@@ -112,8 +115,6 @@ def plot_losses(csv_path, png_path, title=''):
 
 def progress_bar(total, initial, enabled, desc='train'):
     """Create the tqdm bar on the main process (a no-op object elsewhere)."""
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit='step',
                 dynamic_ncols=True)
 

@@ -64,22 +64,26 @@ class WarmupCosineSchedule:
         self.step_count += 1
         self._apply()
 
-    def get_last_lr(self):
-        return [g['lr'] for g in self.optimizer.param_groups]
-
     def state_dict(self):
         return {'step_count': self.step_count, 'base_lrs': list(self.base_lrs),
                 'warmup_steps': self.warmup_steps, 'total_steps': self.total_steps,
                 'min_ratio': self.min_ratio}
 
     def load_state_dict(self, state):
-        for key in ('warmup_steps', 'total_steps'):
-            if int(state[key]) != getattr(self, key):
-                raise ValueError(f'scheduler.{key}: checkpoint has {state[key]}, this run '
-                                 f'{getattr(self, key)}; resume with the same train config')
+        """Continue a saved schedule; this run's warm-up and total steps win.
+
+        Resumed with the same train config, the learning rate continues exactly. Resumed
+        with other steps (a run extended from 200 to 300 steps) or another warm-up, the
+        remaining updates take the rate of a run planned with this run's warm-up and total
+        from the start: the cosine is laid out anew over the new total, not re-stretched.
+        """
+        step = int(state['step_count'])
+        if step > self.total_steps:
+            raise ValueError(f'steps: got {self.total_steps}, but the checkpoint is at step '
+                             f'{step}; expected >= {step}')
         self.base_lrs = [float(v) for v in state['base_lrs']]
         self.min_ratio = float(state['min_ratio'])
-        self.step_count = int(state['step_count'])
+        self.step_count = step
         self._apply()
 
 

@@ -22,6 +22,8 @@
         training/rng.safetensors            torch CPU (and CUDA) generator states
     <run>/checkpoints/latest                text file naming the newest complete step dir
 
+Older checkpoints beyond the newest N are deleted after each save (`prune_checkpoints`).
+
 Everything is written into a hidden staging directory that is renamed into place once
 complete and fsynced; only then is `latest` replaced (write + fsync + rename). A process
 killed at any moment leaves `latest` naming a complete checkpoint. No pickle anywhere.
@@ -40,7 +42,12 @@ from spatialvla_ros.models.checkpoint import model_tensors
 from spatialvla_ros.models.checkpoint import read_safetensors
 from spatialvla_ros.models.checkpoint import save_checkpoint
 from spatialvla_ros.models.checkpoint import write_safetensors
+from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
 import torch
+from torch.distributed.checkpoint.state_dict import get_model_state_dict
+from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions
 
 CHECKPOINTS = 'checkpoints'
 LATEST = 'latest'
@@ -81,9 +88,6 @@ def full_model_state(loss_module, ctx):
     model = loss_module.model
     if ctx.strategy != 'fsdp':
         return {k: v.detach().to('cpu') for k, v in model_tensors(model).items()}
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
-
     full = get_model_state_dict(loss_module, options=StateDictOptions(full_state_dict=True,
                                                                       cpu_offload=True))
     if not ctx.is_main:
@@ -95,17 +99,12 @@ def full_model_state(loss_module, ctx):
 
 def full_optimizer_state(loss_module, optimizer):
     """Optimiser state keyed by parameter name, on the CPU (collective for FSDP)."""
-    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
-
     return get_optimizer_state_dict(loss_module, optimizer, options=StateDictOptions(
         full_state_dict=True, cpu_offload=True))
 
 
 def _model_for_saving(model, tensors):
     """Build a model holding `tensors` on 'meta' (under FSDP the real one holds shards)."""
-    from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
-
     cfg = model.config
     # Nothing is read from disk: the gathered tensors replace every weight.
     cfg = dataclasses.replace(
@@ -263,6 +262,37 @@ def clean_staging(run_dir):
                 shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
+def _step_of(name):
+    """Return the step a checkpoint directory name holds ('step_0000100' -> 100), else None."""
+    digits = name[len('step_'):]
+    return int(digits) if name.startswith('step_') and digits.isdigit() else None
+
+
+def prune_checkpoints(run_dir, keep_last):
+    """Delete all but the newest `keep_last` checkpoints; returns the deleted directories.
+
+    The checkpoint `latest` names (the one a resumed run continues from) counts as the newest
+    and is never deleted, nor is any newer one; only older ones go, oldest first. Each is
+    renamed to a hidden name before removal, so a process killed meanwhile leaves no
+    half-deleted checkpoint under a step name (clean_staging removes the leftover).
+    """
+    latest = latest_checkpoint(run_dir)
+    if latest is None or keep_last < 1:
+        return []
+    root, newest = os.path.dirname(latest), _step_of(os.path.basename(latest))
+    older = sorted((step, name) for name in os.listdir(root)
+                   if (step := _step_of(name)) is not None and step < newest
+                   and os.path.isdir(os.path.join(root, name)))
+    deleted = []
+    for _, name in older[:max(0, len(older) - (keep_last - 1))]:
+        hidden = os.path.join(root, f'.{name}.tmp-delete')
+        shutil.rmtree(hidden, ignore_errors=True)
+        os.replace(os.path.join(root, name), hidden)
+        shutil.rmtree(hidden, ignore_errors=True)
+        deleted.append(os.path.join(root, name))
+    return deleted
+
+
 def load_model_weights(model, checkpoint_dir):
     """Copy a checkpoint's weights into `model` (before any wrapping); strict on names/shapes."""
     path = os.path.join(checkpoint_dir, 'model.safetensors')
@@ -281,9 +311,6 @@ def load_model_weights(model, checkpoint_dir):
 
 def load_training_state(checkpoint_dir, loss_module, optimizer, scheduler):
     """Restore optimiser, schedule and RNG (after wrapping); returns state.json's dict."""
-    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
-
     train_dir = os.path.join(checkpoint_dir, TRAINING)
     state = _read_json(os.path.join(train_dir, 'state.json'))
     osd = optimizer_from_files(read_safetensors(os.path.join(train_dir, 'optimizer.safetensors')),
@@ -298,5 +325,5 @@ def load_training_state(checkpoint_dir, loss_module, optimizer, scheduler):
 
 
 __all__ = ['CHECKPOINTS', 'LATEST', 'clean_staging', 'full_model_state', 'latest_checkpoint',
-           'load_model_weights', 'load_training_state', 'save_training_checkpoint',
-           'step_name']
+           'load_model_weights', 'load_training_state', 'prune_checkpoints',
+           'save_training_checkpoint', 'step_name']

@@ -30,11 +30,17 @@ import threading
 import time
 
 import numpy as np
+from spatialvla_ros.core_types import NormalizationStats
 from spatialvla_ros.data.dataset import EpisodeDataset
 from spatialvla_ros.data.dataset import global_batch_indices
 from spatialvla_ros.data.dataset import load_episodes
 from spatialvla_ros.data.dataset import shard_range
 from spatialvla_ros.data.dataset import split_episodes
+from spatialvla_ros.models.checkpoint import read_safetensors
+from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
+from spatialvla_ros.models.tokenizer import build_word_tokenizer
+from spatialvla_ros.models.tokenizer import load_tokenizer
+from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
 from spatialvla_ros.training import distributed
 from spatialvla_ros.training import train_state
 from spatialvla_ros.training.configuration_training import TrainingConfig
@@ -42,7 +48,6 @@ from spatialvla_ros.training.loss import FlowLossModule
 from spatialvla_ros.training.loss import sample_seed
 from spatialvla_ros.training.loss import TRAIN_STREAM
 from spatialvla_ros.training.options import apply_overrides
-from spatialvla_ros.training.options import build_tokenizer
 from spatialvla_ros.training.progress import CsvLog
 from spatialvla_ros.training.progress import plot_losses
 from spatialvla_ros.training.progress import progress_bar
@@ -83,6 +88,30 @@ def _grad_norm_value(norm):
     if hasattr(norm, 'full_tensor'):  # FSDP2 returns a DTensor
         norm = norm.full_tensor()
     return float(norm)
+
+
+def build_tokenizer(config, instructions, run_dir, ctx, checkpoint=None):
+    """Load or build the tokenizer: the checkpoint's, the config's or a word tokenizer.
+
+    `checkpoint` is the one resumed or fine-tuned from: its weights need its word ids.
+
+    Without a tokenizer_path (tiny configs) a word-level tokenizer over the dataset's
+    instructions is built by rank 0 into <run_dir>/tokenizer and loaded by every rank.
+    """
+    if checkpoint:
+        tokenizer = load_tokenizer(os.path.join(checkpoint, 'tokenizer'))
+    elif config.language_model.tokenizer_path:
+        tokenizer = load_tokenizer(config.language_model.tokenizer_path)
+    else:
+        path = os.path.join(run_dir, 'tokenizer')
+        if ctx.is_main:
+            build_word_tokenizer(list(instructions), path)
+        distributed.barrier(ctx)
+        tokenizer = load_tokenizer(path)
+    if len(tokenizer) > config.language_model.vocab_size:
+        raise ValueError(f'language_model.vocab_size: got {config.language_model.vocab_size}, '
+                         f"expected >= {len(tokenizer)} (the tokenizer's vocabulary)")
+    return tokenizer
 
 
 class Trainer:
@@ -132,11 +161,6 @@ class Trainer:
 
     def setup(self):
         """Load data, statistics, tokenizer; build, wrap and optimise the model; resume."""
-        from spatialvla_ros.models.checkpoint import read_safetensors
-        from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
-        from spatialvla_ros.core_types import NormalizationStats
-        from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
-
         opts, ctx, cfg = self.options, self.ctx, self.config
         os.makedirs(self.run_dir, exist_ok=True)
         if ctx.is_main:
@@ -185,6 +209,13 @@ class Trainer:
             self.elapsed0 = float(state.get('elapsed_s', 0.0))
             if ctx.is_main:
                 logger.info('resumed from %s at step %d', resume, self.start_step)
+                saved = state['scheduler']
+                if (saved['total_steps'], saved['warmup_steps']) != (
+                        cfg.train.steps, cfg.train.warmup_steps):
+                    logger.info('the checkpoint planned %d steps (warm-up %d); the learning '
+                                'rate now follows the schedule of %d steps (warm-up %d)',
+                                saved['total_steps'], saved['warmup_steps'], cfg.train.steps,
+                                cfg.train.warmup_steps)
         self.resumed_from = resume
         return self
 
@@ -228,9 +259,13 @@ class Trainer:
                         self.autocast if self.autocast_dtype else None)
 
     def save(self, step, elapsed):
-        return train_state.save_training_checkpoint(
+        """Write checkpoint `step` (every rank), then delete those beyond options.keep_last."""
+        path = train_state.save_training_checkpoint(
             self.run_dir, step, self.loss_module, self.optimizer, self.scheduler, self.stats,
             self.tokenizer, self.ctx, extra={'elapsed_s': elapsed, 'seed': self.config.train.seed})
+        if self.ctx.is_main:
+            train_state.prune_checkpoints(self.run_dir, self.options.keep_last)
+        return path
 
     # ------------------------------------------------------------------ loop
     def run(self):
@@ -316,4 +351,4 @@ def train(options, on_log=None):
         trainer.close()
 
 
-__all__ = ['Trainer', 'build_optimizer', 'seed_everything', 'train']
+__all__ = ['Trainer', 'build_optimizer', 'build_tokenizer', 'seed_everything', 'train']
