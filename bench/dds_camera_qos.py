@@ -16,9 +16,11 @@
 
 Two real processes per configuration: a publisher of an RGB-D pair (rgb8 colour + 16UC1 depth,
 sensor_msgs/Image, one stamp) at a given size and rate, and a subscriber with a given QoS. The
-publisher waits until the subscriber is matched, then sends `--seconds` worth of frames; the
-subscriber counts what arrives and the latency from the header stamp (wall clock, one machine)
-to the callback. One table, one line per configuration.
+publisher waits until the subscriber is matched, then sends `--seconds` worth of counted
+frames and one more second of uncounted ones (a live stream never stops: later samples carry
+the heartbeats that let a reliable reader repair the last counted ones); the subscriber counts
+what arrives and the latency from the header stamp (wall clock, one machine) to the callback.
+One table, one line per configuration.
 
 Usage: python bench/dds_camera_qos.py [--seconds 2] [--sizes vga,hd] [--rates 15,30]
            [--depths 1,5,10] [--qos reliable/best_effort,reliable/reliable]
@@ -31,6 +33,7 @@ transport of an N MB segment (plus UDPv4), to test whether best-effort frames ar
 import argparse
 import array
 import json
+import math
 import os
 import subprocess
 import sys
@@ -82,7 +85,7 @@ def _images(width, height):
 
 
 def publisher(ns):
-    """Publish `frames` RGB-D pairs at `rate` once a subscriber is matched on both topics."""
+    """Publish `frames` + 1 s of RGB-D pairs at `rate` once both topics are matched."""
     rclpy.init()
     node = rclpy.create_node('camera_qos_pub')
     qos = _qos(ns.pub_reliability, ns.depth)
@@ -93,7 +96,7 @@ def publisher(ns):
         time.sleep(0.02)
     time.sleep(0.5)       # let the reliable readers' handshakes finish
     period, start = 1.0 / ns.rate, time.monotonic()
-    for k in range(ns.frames):
+    for k in range(ns.frames + int(math.ceil(ns.rate))):
         delay = start + k * period - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -102,7 +105,7 @@ def publisher(ns):
             msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
             msg.header.frame_id = str(k)
             pub.publish(msg)
-    time.sleep(1.0)       # keep the writers alive while reliable samples are repaired
+    time.sleep(0.5)
     node.destroy_node()
     rclpy.shutdown()
 
@@ -115,8 +118,9 @@ def subscriber(ns):
 
     def callback(topic):
         def on_image(msg):
-            got[topic][int(msg.header.frame_id)] = (time.time_ns()
-                                                    - stamp_to_ns(msg.header.stamp)) / 1e6
+            k = int(msg.header.frame_id)
+            if k < ns.frames:    # the tail only keeps the stream going
+                got[topic][k] = (time.time_ns() - stamp_to_ns(msg.header.stamp)) / 1e6
         return on_image
 
     qos = _qos(ns.reliability, ns.depth)

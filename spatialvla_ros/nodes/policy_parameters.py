@@ -67,7 +67,8 @@ NODE_PARAMETERS = (
                   'publishers, which a reliable subscription does not match.',
                   choices=('best_effort', 'reliable')),
     NodeParameter('qos_depth', 10, 'History depth of the sensor subscriptions (10 kept a '
-                  '30 Hz 1280x720 RGB-D stream whole where 5 lost a third).', 1, 1000),
+                  '30 Hz 1280x720 RGB-D stream whole; 5 lost a few frames, 1-2 a third).',
+                  1, 1000),
     NodeParameter('sync_slop_s', -1.0, 'Max header stamp spread inside one synchronised set '
                   "[s] (-1: the checkpoint's data.sync_slop).", -1.0, 10.0),
     NodeParameter('sync_queue_size', 10, 'Messages kept per synchronised stream.', 1, 1000),
