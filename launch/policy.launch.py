@@ -23,9 +23,6 @@ Without ros2 launch, `policy_launch` (spatialvla_ros/tools/policy_launch.py) tak
 arguments as options and does the same.
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.actions import EmitEvent
@@ -39,29 +36,13 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 from spatialvla_ros.models.configuration_spatialvla import PLANS
-import yaml
-
-NODE_NAME = 'policy_node'
-
-
-def _node_parameters(params_file):
-    with open(params_file, encoding='utf-8') as f:
-        data = yaml.safe_load(f) or {}
-    for key in (NODE_NAME, f'/{NODE_NAME}', f'/**/{NODE_NAME}', '/**'):
-        section = data.get(key)
-        if isinstance(section, dict) and isinstance(section.get('ros__parameters'), dict):
-            return dict(section['ros__parameters'])
-    raise RuntimeError(f'{params_file}: no {NODE_NAME}: ros__parameters: section')
-
-
-def _remappings(text):
-    rules = []
-    for rule in filter(None, (r.strip() for r in text.split(';'))):
-        src, sep, dst = rule.partition(':=')
-        if not sep or not src or not dst:
-            raise RuntimeError(f"remappings: {rule!r} is not 'FROM:=TO'")
-        rules.append((src, dst))
-    return rules
+from spatialvla_ros.nodes.launch_arguments import default_params_file
+from spatialvla_ros.nodes.launch_arguments import node_fqn
+from spatialvla_ros.nodes.launch_arguments import NODE_NAME
+from spatialvla_ros.nodes.launch_arguments import node_parameters
+from spatialvla_ros.nodes.launch_arguments import OVERRIDES
+from spatialvla_ros.nodes.launch_arguments import split_remappings
+from spatialvla_ros.tools.policy_launch import LaunchGraph
 
 
 def _launch_node(context):
@@ -71,14 +52,18 @@ def _launch_node(context):
     # The parameters go to the node as a dict: launch_ros writes them under the node's full
     # name, so they apply in any namespace (a 'policy_node:' key in a --params-file only
     # matches a node in the root namespace).
-    params = _node_parameters(arg('params_file'))
-    for name in ('checkpoint_dir', 'plan', 'device', 'dtype'):
-        if arg(name):
-            params[name] = arg(name)
+    params = node_parameters(arg('params_file'), {name: arg(name) for name in OVERRIDES})
+    # Never start a second node under a name that is taken: the lifecycle events below would
+    # reach both nodes (policy_launch does the same check).
+    graph = LaunchGraph()
+    try:
+        graph.check_free(node_fqn(arg('namespace'), arg('node_name')))
+    finally:
+        graph.close()
     node = LifecycleNode(
-        package='spatialvla_ros', executable='policy_node', name=NODE_NAME,
+        package='spatialvla_ros', executable='policy_node', name=arg('node_name'),
         namespace=arg('namespace'), output='screen', parameters=[params],
-        remappings=_remappings(arg('remappings')),
+        remappings=split_remappings(arg('remappings')),
         arguments=['--ros-args', '--log-level', arg('log_level')])
     autostart = IfCondition(LaunchConfiguration('autostart'))
     activate_when_inactive = RegisterEventHandler(
@@ -96,13 +81,11 @@ def _launch_node(context):
 
 
 def generate_launch_description():
-    default_params = os.path.join(get_package_share_directory('spatialvla_ros'), 'config',
-                                  'params', f'{NODE_NAME}.yaml')
     return LaunchDescription([
         DeclareLaunchArgument('plan', default_value='',
                               description="Expected fusion plan ('' = any): "
                                           + ', '.join(PLANS)),
-        DeclareLaunchArgument('params_file', default_value=default_params,
+        DeclareLaunchArgument('params_file', default_value=default_params_file(),
                               description='Parameters YAML of the policy node'),
         DeclareLaunchArgument('checkpoint_dir', default_value='',
                               description='Checkpoint directory (overrides the params file)'),
@@ -112,6 +95,9 @@ def generate_launch_description():
         DeclareLaunchArgument('dtype', default_value='',
                               description='auto, float32, bfloat16 or float16 (overrides the '
                                           'params file)'),
+        DeclareLaunchArgument('node_name', default_value=NODE_NAME,
+                              description='Name of the node (refused when already taken in '
+                                          'the ROS domain)'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace of the policy node'),
         DeclareLaunchArgument('remappings', default_value='',

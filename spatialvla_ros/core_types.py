@@ -12,18 +12,42 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Shared types of the whole project, below every other module (numpy and torch only).
+"""Shared types of the whole project, below every other module (numpy; torch when asked).
 
 `RawObservation`: one synchronised observation in numpy; perception (live ROS messages), the
 bag dataset and the simulator produce it, the processor turns a list of them into tensors.
 `NormalizationStats`: the per-dimension statistics that travel with a checkpoint.
+`stamp_to_ns` / `ns_to_stamp`: the one conversion between ROS time (builtin_interfaces Time or
+Duration of rclpy or rosbags, anything with `.sec` / `.nanosec`) and integer nanoseconds.
 """
 
 from dataclasses import dataclass
 from dataclasses import field
+from typing import NamedTuple
 
 import numpy as np
-import torch
+
+NS_PER_S = 1_000_000_000
+
+
+class Stamp(NamedTuple):
+    """A ROS time as (sec, nanosec), 0 <= nanosec < 1e9; `_asdict()` gives message fields."""
+
+    sec: int
+    nanosec: int
+
+
+def stamp_to_ns(stamp):
+    """Return integer nanoseconds of a Time / Duration-like object (`.sec`, `.nanosec`) or int."""
+    if isinstance(stamp, (int, np.integer)):
+        return int(stamp)
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns):
+    """Return `Stamp(sec, nanosec)` of integer nanoseconds (nanosec always in [0, 1e9))."""
+    sec, nanosec = divmod(int(ns), NS_PER_S)
+    return Stamp(int(sec), int(nanosec))
 
 
 @dataclass
@@ -155,6 +179,9 @@ class NormalizationStats:
 
     def to_tensors(self):
         """Flat dict of float32 tensors for safetensors."""
+        # Deferred: torch takes ~2 s to import, and the ROS nodes and tools that only need the
+        # observation type or the time conversion above never call this.
+        import torch
         return {key: torch.from_numpy(getattr(self, key).copy()) for key in _STAT_KEYS}
 
     @classmethod
@@ -170,4 +197,5 @@ class NormalizationStats:
             raise ValueError(f'{source}: {exc}') from None
 
 
-__all__ = ['NormalizationStats', 'RawObservation']
+__all__ = ['NS_PER_S', 'NormalizationStats', 'RawObservation', 'Stamp', 'ns_to_stamp',
+           'stamp_to_ns']

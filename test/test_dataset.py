@@ -32,6 +32,7 @@ from rosbags.rosbag2 import Writer
 from rosbags.typesys import get_typestore
 from rosbags.typesys import Stores
 
+from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.data.bag_episodes import decode_episode
 from spatialvla_ros.data.bag_reader import BagError
 from spatialvla_ros.data.dataset import EpisodeDataset
@@ -104,7 +105,7 @@ def rewrite_bag(src, dst, storage='sqlite3', edit=None, drop=()):
 
 
 def stamp(msg):
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    return stamp_to_ns(msg.header.stamp)
 
 
 def test_decode_matches_raw_messages_and_online_sync(demo_bags, config):

@@ -33,6 +33,7 @@ import time
 from checkpoint_utils import cached_checkpoint
 import numpy as np
 import pytest
+from spatialvla_ros.core_types import stamp_to_ns
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -262,7 +263,7 @@ class Rig:
 
 
 def stamp_ns(time_msg):
-    return time_msg.sec * 1_000_000_000 + time_msg.nanosec
+    return stamp_to_ns(time_msg)
 
 
 @pytest.fixture(scope='module')

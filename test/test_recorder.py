@@ -22,6 +22,7 @@ import sys
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
+from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.data.recorder import EpisodeRecorder
 from spatialvla_ros.sim import messages as sim_msgs
 from spatialvla_ros.sim.panda_env import PandaEnv
@@ -36,7 +37,7 @@ ONCE = ['/spatialvla/instruction', '/spatialvla/camera_pose', '/spatialvla/episo
 
 
 def _stamp(msg):
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    return stamp_to_ns(msg.header.stamp)
 
 
 def _read(path):

@@ -28,6 +28,7 @@ import os
 
 import numpy as np
 import pytest
+from spatialvla_ros.core_types import stamp_to_ns
 
 NS = 1_000_000_000
 DT_NS = NS // 10
@@ -77,7 +78,7 @@ def recorded_actions(path):
         conns = [c for c in r.connections if c.topic == '/spatialvla/expert_trajectory']
         for conn, _, raw in r.messages(connections=conns):
             msg = r.deserialize(raw, conn.msgtype)
-            stamps.append(msg.header.stamp.sec * NS + msg.header.stamp.nanosec)
+            stamps.append(stamp_to_ns(msg.header.stamp))
             actions.append(np.asarray(msg.points[0].positions, dtype=np.float64))
     return np.asarray(stamps), np.stack(actions)
 
@@ -173,8 +174,8 @@ def test_conversion_keeps_every_field_of_every_message(bags):
             msg = reader.deserialize(raw, conn.msgtype)
             out = converter.convert(msg, rclpy_class(conn.msgtype))
             if hasattr(msg, 'header'):   # restamped by exactly the offset, then compared
-                got = out.header.stamp.sec * NS + out.header.stamp.nanosec
-                want = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+                got = stamp_to_ns(out.header.stamp)
+                want = stamp_to_ns(msg.header.stamp)
                 assert got == want + 5 * NS
                 out.header.stamp.sec = msg.header.stamp.sec
                 out.header.stamp.nanosec = msg.header.stamp.nanosec

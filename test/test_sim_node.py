@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 
+from geometry_msgs.msg import TransformStamped
 import numpy as np
 import pytest
 import rclpy
@@ -26,11 +27,23 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
-
+from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import Image
+from sensor_msgs.msg import JointState
+from sensor_msgs.msg import PointCloud2
+from spatialvla_ros.core_types import NS_PER_S as NS
+from spatialvla_ros.core_types import ns_to_stamp
+from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.sim import messages as sim_msgs
+from spatialvla_ros.sim.panda_env import PandaEnv
+from spatialvla_ros.sim.rollout import run_episode
+from spatialvla_ros.sim.tasks import sample_episode
 from spatialvla_ros.sim.trajectory import TrajectoryExecutor
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+from trajectory_msgs.msg import JointTrajectoryPoint
 
-NS = 1_000_000_000
 NAMES = [f'panda_joint{i}' for i in range(1, 8)] + ['panda_finger_joint1']
 NODE = 'spatialvla_ros.nodes.sim_node'
 
@@ -72,13 +85,6 @@ class Probe:
     """A test-side node in its own rclpy context (the test's ROS domain)."""
 
     def __init__(self, domain_id):
-        from sensor_msgs.msg import CameraInfo
-        from sensor_msgs.msg import Image
-        from sensor_msgs.msg import JointState
-        from sensor_msgs.msg import PointCloud2
-        from geometry_msgs.msg import TransformStamped
-        from std_msgs.msg import String
-        from trajectory_msgs.msg import JointTrajectory
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node('sim_node_probe', context=self.context)
@@ -133,7 +139,7 @@ class Probe:
 
 
 def _stamp(msg):
-    return msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+    return stamp_to_ns(msg.header.stamp)
 
 
 def _positions(js):
@@ -142,15 +148,13 @@ def _positions(js):
 
 
 def _trajectory(stamp_ns, offsets_s, positions, names=NAMES):
-    from trajectory_msgs.msg import JointTrajectory
-    from trajectory_msgs.msg import JointTrajectoryPoint
     msg = JointTrajectory()
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), NS)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp(stamp_ns)
     msg.joint_names = list(names)
     for off, q in zip(offsets_s, positions):
         point = JointTrajectoryPoint()
         point.positions = [float(v) for v in q]
-        point.time_from_start.sec, point.time_from_start.nanosec = divmod(int(off * NS), NS)
+        point.time_from_start.sec, point.time_from_start.nanosec = ns_to_stamp(int(off * NS))
         msg.points.append(point)
     return msg
 
@@ -163,8 +167,6 @@ def probe(ros_env):
 
 
 def test_camera_topics_and_trajectory_execution_over_dds(spawn, probe):
-    from std_srvs.srv import Trigger
-    from spatialvla_ros.sim.tasks import sample_episode
     proc = spawn(['-m', NODE, '--ros-args', '-p', 'task:=reach', '-p', 'seed:=3',
                   '-p', 'image_width:=64', '-p', 'image_height:=48', '-p', 'max_steps:=1000',
                   '-p', 'max_lag_s:=100.0'])
@@ -232,9 +234,6 @@ def test_camera_topics_and_trajectory_execution_over_dds(spawn, probe):
 
 
 def test_expert_mode_matches_offline_episode(spawn, probe):
-    from spatialvla_ros.sim.rollout import run_episode
-    from spatialvla_ros.sim.panda_env import PandaEnv
-    from std_srvs.srv import Trigger
     proc = spawn(['-m', NODE, '--ros-args', '-p', 'task:=reach', '-p', 'seed:=1',
                   '-p', 'expert:=true',
                   '-p', 'image_width:=32', '-p', 'image_height:=32', '-p', 'max_lag_s:=100.0',

@@ -28,6 +28,9 @@ from rosbags.typesys import get_types_from_msg
 from rosbags.typesys import get_typestore
 from rosbags.typesys import Stores
 
+from spatialvla_ros.core_types import Stamp
+from spatialvla_ros.core_types import stamp_to_ns
+
 _HEADER = 'std_msgs/msg/Header'
 _TYPESTORE = None
 
@@ -73,7 +76,7 @@ def _header_stamp(raw):
         return None
     little = raw[1] == 1  # encapsulation id 0x0001 = CDR little endian, 0x0000 = big endian
     sec, nsec = struct.unpack('<iI' if little else '>iI', raw[4:12])
-    return sec * 1_000_000_000 + nsec
+    return stamp_to_ns(Stamp(sec, nsec))
 
 
 class BagFile:

@@ -31,12 +31,7 @@ from dataclasses import field
 
 import numpy as np
 
-NS = 1_000_000_000
-
-
-def stamp_ns(stamp):
-    """Return a builtin_interfaces Time or Duration (rclpy or rosbags) in nanoseconds."""
-    return int(stamp.sec) * NS + int(stamp.nanosec)
+from spatialvla_ros.core_types import stamp_to_ns
 
 
 @dataclass
@@ -76,7 +71,7 @@ def recorded_actions_from_messages(entries, topic='<action topic>'):
                 continue
             msg_names = tuple(msg.joint_names)
             positions = msg.points[0].positions
-            offset = stamp_ns(msg.points[0].time_from_start)
+            offset = stamp_to_ns(msg.points[0].time_from_start)
         elif hasattr(msg, 'position'):
             msg_names, positions, offset = tuple(msg.name), msg.position, 0
         else:
@@ -94,7 +89,7 @@ def recorded_actions_from_messages(entries, topic='<action topic>'):
                 raise ValueError(f'{topic}: joint names changed from {list(names)} to '
                                  f'{list(msg_names)}')
             positions = np.array([lookup[n] for n in names])
-        stamp = stamp_ns(msg.header.stamp) or int(log_time)
+        stamp = stamp_to_ns(msg.header.stamp) or int(log_time)
         times.append(stamp + offset)
         values.append(positions)
     if names is None:
@@ -119,8 +114,8 @@ def chunk_from_trajectory(msg, received_s=0.0):
     names = tuple(msg.joint_names)
     values = np.array([np.asarray(pt.positions, dtype=np.float64) for pt in msg.points])
     values = values.reshape(len(msg.points), len(names))
-    offsets = np.array([stamp_ns(pt.time_from_start) for pt in msg.points], dtype=np.int64)
-    return PredictedChunk(stamp_ns(msg.header.stamp), names, offsets, values, received_s)
+    offsets = np.array([stamp_to_ns(pt.time_from_start) for pt in msg.points], dtype=np.int64)
+    return PredictedChunk(stamp_to_ns(msg.header.stamp), names, offsets, values, received_s)
 
 
 def _name_columns(pred_names, rec_names):
@@ -247,4 +242,4 @@ def replay_metrics(alignment):
 
 __all__ = ['Alignment', 'PredictedChunk', 'RecordedActions', 'ReplayMetrics', 'align',
            'chunk_from_trajectory', 'distribution', 'recorded_actions_from_messages',
-           'replay_metrics', 'stamp_ns']
+           'replay_metrics']

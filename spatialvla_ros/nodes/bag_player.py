@@ -17,7 +17,7 @@
 
 Messages are read with `rosbags` (the bag's own message definitions when it carries them, the
 ROS 2 Kilted definitions otherwise), converted field by field into the rclpy classes of this
-install (`message_conversion`) and published with the QoS they were recorded with (latched
+install (`perception.bag_messages`) and published with the QoS they were recorded with (latched
 topics stay transient-local, as `ros2 bag play` does). The next message is converted before
 the player sleeps until its due time, so conversion never delays a message.
 """
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from dataclasses import field
 import logging
 import os
+from pathlib import Path
 import time
 
 from rclpy.qos import DurabilityPolicy
@@ -38,13 +39,13 @@ from rosbags.interfaces import QosReliability
 from rosbags.typesys import get_typestore
 from rosbags.typesys import Stores
 
-from spatialvla_ros.evaluation.replay import stamp_ns
-from spatialvla_ros.perception.bag_messages import ConversionError
+from spatialvla_ros.core_types import NS_PER_S
+from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.perception.bag_messages import MessageConverter
-from spatialvla_ros.perception.bag_messages import rclpy_class
+from spatialvla_ros.perception.messages import ConversionError
+from spatialvla_ros.perception.messages import rclpy_class
 
 logger = logging.getLogger(__name__)
-NS = 1_000_000_000
 
 
 class BagPlaybackError(ValueError):
@@ -57,7 +58,6 @@ def open_bag(path):
     if not os.path.exists(path):
         raise BagPlaybackError(f'{path}: not found (expected a rosbag2 directory)')
     try:
-        from pathlib import Path
         reader = AnyReader([Path(path)], default_typestore=get_typestore(Stores.ROS2_KILTED))
         reader.open()
     except Exception as exc:  # noqa: BLE001 - rosbags raises several reader-specific errors
@@ -194,7 +194,7 @@ class BagPlayer:
             if first is None:
                 first = log_time
             last = log_time
-            due = start + (log_time - first) / NS / self.rate
+            due = start + (log_time - first) / NS_PER_S / self.rate
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -204,7 +204,7 @@ class BagPlayer:
             stats.published[conn.topic] += 1
             if on_publish is not None:
                 on_publish(conn.topic, msg, log_time, time.monotonic())
-        stats.bag_duration_s = ((last - first) / NS) if first is not None else 0.0
+        stats.bag_duration_s = ((last - first) / NS_PER_S) if first is not None else 0.0
         stats.wall_s = time.monotonic() - start
         return stats
 
@@ -214,7 +214,7 @@ def message_stamp_ns(msg):
     header = getattr(msg, 'header', None)
     if header is None or not hasattr(header, 'stamp'):
         return None
-    return stamp_ns(header.stamp)
+    return stamp_to_ns(header.stamp)
 
 
 __all__ = ['BagPlaybackError', 'BagPlayer', 'PlaybackStats', 'message_stamp_ns', 'open_bag']

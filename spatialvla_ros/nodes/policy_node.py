@@ -48,11 +48,12 @@ from sensor_msgs.msg import CameraInfo
 from sensor_msgs.msg import Image
 from sensor_msgs.msg import JointState
 from sensor_msgs.msg import PointCloud2
+from spatialvla_ros.core_types import ns_to_stamp
+from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.nodes import policy_parameters
 from spatialvla_ros.nodes import policy_runtime
 from spatialvla_ros.perception import conversions
 from spatialvla_ros.perception import observation_builder
-from spatialvla_ros.perception.conversions import stamp_to_ns
 from spatialvla_ros.perception.observation_builder import ObservationBuilder
 from spatialvla_ros.perception.sync import StampSynchronizer
 from spatialvla_ros_interfaces.msg import ActionChunk
@@ -87,12 +88,11 @@ def _descriptor(p):
 
 
 def _to_time(stamp_ns):
-    return Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+    return Time(**ns_to_stamp(stamp_ns)._asdict())
 
 
 def _to_duration(seconds):
-    ns = int(round(seconds * 1e9))
-    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+    return Duration(**ns_to_stamp(round(seconds * 1e9))._asdict())
 
 
 class PolicyNode(LifecycleNode):

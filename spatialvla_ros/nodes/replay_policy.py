@@ -37,7 +37,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
-from spatialvla_ros.evaluation.replay import stamp_ns
+from spatialvla_ros.core_types import ns_to_stamp
+from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from trajectory_msgs.msg import JointTrajectory
@@ -90,7 +91,7 @@ class ReplayPolicyNode(Node):
 
     def _on_image(self, msg):
         start = time.monotonic()
-        t0 = stamp_ns(msg.header.stamp)
+        t0 = stamp_to_ns(msg.header.stamp)
         # The training data's chunk rule picks the recorded index of every step (the values
         # themselves are taken in float64 below: action_chunk stores float32).
         index = np.arange(len(self.stamps), dtype=np.float32)[:, None]
@@ -104,8 +105,8 @@ class ReplayPolicyNode(Node):
         traj.header.stamp = msg.header.stamp
         for k in range(valid):
             point = JointTrajectoryPoint(positions=array.array('d', chunk[k].tobytes()))
-            sec, nanosec = divmod((k + 1) * self.dt_ns, NS)
-            point.time_from_start.sec, point.time_from_start.nanosec = sec, nanosec
+            point.time_from_start.sec, point.time_from_start.nanosec = ns_to_stamp(
+                (k + 1) * self.dt_ns)
             traj.points.append(point)
         out = ActionChunk(plan='replay', names=list(self.names), horizon=valid,
                           action_dim=len(self.names), dt=self.dt_ns / NS,

@@ -35,6 +35,7 @@ from lifecycle_msgs.srv import GetState
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
+from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.evaluation import replay
 from spatialvla_ros.nodes.bag_player import BagPlaybackError
 from spatialvla_ros.nodes.bag_player import BagPlayer
@@ -237,7 +238,7 @@ class ReplayEvaluator(Node):
             end = time.monotonic() + opts.grace_s
             while time.monotonic() < end:
                 with self._lock:
-                    answered = {replay.stamp_ns(m.header.stamp) for _, m in self._trajectories}
+                    answered = {stamp_to_ns(m.header.stamp) for _, m in self._trajectories}
                 if obs_stamps <= answered:
                     break
                 time.sleep(0.02)
@@ -246,7 +247,7 @@ class ReplayEvaluator(Node):
             dropped1 = self._status.dropped_frames if self._status is not None else dropped0
         preds, round_trip = [], []
         for received, msg in trajectories:
-            stamp = replay.stamp_ns(msg.header.stamp)
+            stamp = stamp_to_ns(msg.header.stamp)
             if stamp not in obs_stamps or not msg.points:
                 continue          # an answer to something this bag did not send
             chunk = replay.chunk_from_trajectory(msg, received)
@@ -254,7 +255,7 @@ class ReplayEvaluator(Node):
             preds.append(chunk)
             round_trip.append(received - published_at[stamp])
         latencies = [float(c.inference_latency) for c in chunks
-                     if replay.stamp_ns(c.observation_stamp) in obs_stamps]
+                     if stamp_to_ns(c.observation_stamp) in obs_stamps]
         tolerance = int(opts.tolerance_s * NS) if opts.tolerance_s > 0 else None
         alignment = replay.align(preds, recorded, tolerance)
         answered = sorted({p.stamp_ns for p in preds})

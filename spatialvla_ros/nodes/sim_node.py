@@ -20,7 +20,6 @@ CDR payload that the offline demo generator writes into its bags (published as r
 live topics and recorded bags cannot drift apart.
 """
 
-import importlib
 import json
 import sys
 
@@ -35,14 +34,20 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
+from spatialvla_ros.core_types import NS_PER_S
+from spatialvla_ros.core_types import stamp_to_ns
+from spatialvla_ros.perception.messages import rclpy_class
 from spatialvla_ros.sim import messages as sim_msgs
+from spatialvla_ros.sim.camera import CameraSpec
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_XYZ
 from spatialvla_ros.sim.constants import TASKS
+from spatialvla_ros.sim.expert import PandaIK
+from spatialvla_ros.sim.panda_env import PandaEnv
+from spatialvla_ros.sim.rollout import SimEpisode
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-NS = 1_000_000_000
 _TOPICS = sim_msgs.SimTopics()
 # name -> (default, description, read_only); ranges are added in _declare.
 PARAMETERS = {
@@ -104,19 +109,10 @@ Parameters:
                 for name, (default, text, _) in PARAMETERS.items())
 
 
-def _msg_class(msgtype):
-    package, _, name = msgtype.split('/')
-    return getattr(importlib.import_module(f'{package}.msg'), name)
-
-
 class SimNode(Node):
     """Publishes the simulated camera and robot; executes incoming joint trajectories."""
 
     def __init__(self):
-        # pybullet is imported here, not at module load, so `--help` stays quiet and fast.
-        from spatialvla_ros.sim.camera import CameraSpec
-        from spatialvla_ros.sim.expert import PandaIK
-        from spatialvla_ros.sim.panda_env import PandaEnv
         super().__init__('sim_node')
         self._declare()
         get = self._param
@@ -142,14 +138,17 @@ class SimNode(Node):
             self.get_logger().warning('EGL renderer not loadable; using TinyRenderer')
         self.ik = PandaIK()
         self._rate = rate
-        self._max_lag_ns = int(get('max_lag_s') * NS)
+        self._max_lag_ns = int(get('max_lag_s') * NS_PER_S)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        # Reliable, keep last 10: the QoS that delivered every frame of 30 Hz VGA and HD
+        # RGB-D streams over Fast DDS (best effort loses the fragments of large frames; a
+        # shallower history drops frames still being repaired): bench/dds_camera_qos.py.
         stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._pubs = {}
         for topic, msgtype, qos in sim_msgs.topic_table(self.topics):
             self._pubs[topic] = self.create_publisher(
-                _msg_class(msgtype), topic, latched if qos == sim_msgs.LATCHED else stream)
+                rclpy_class(msgtype), topic, latched if qos == sim_msgs.LATCHED else stream)
         self.create_subscription(JointTrajectory, self.topics.command, self._on_command, 10)
         self.create_service(Trigger, '~/reset', self._on_reset)
         self.create_service(Trigger, '~/success', self._on_success)
@@ -191,7 +190,6 @@ class SimNode(Node):
         if self.episode is not None:
             self.episode.close()
         now = self.get_clock().now().nanoseconds
-        from spatialvla_ros.sim.rollout import SimEpisode
         self.episode = SimEpisode(self.env, self._param('task'), self._param('seed'),
                                   max(now, 1), self._rate, self.topics,
                                   expert=self._param('expert'), ik=self.ik,
@@ -221,7 +219,7 @@ class SimNode(Node):
                 return
         lag = self.get_clock().now().nanoseconds - env.time_ns
         if lag > self._max_lag_ns:
-            self.get_logger().warning(f'simulation {lag / NS:.2f} s behind the clock; '
+            self.get_logger().warning(f'simulation {lag / NS_PER_S:.2f} s behind the clock; '
                                       'skipping ahead', throttle_duration_sec=5.0)
             env.skip_time(lag)
         self._publish(ep.observe(camera=self._tick % self._camera_every == 0))
@@ -243,10 +241,9 @@ class SimNode(Node):
             if any(len(pt.positions) != width for pt in msg.points):
                 raise ValueError(f'points[].positions: expected {width} values (one per '
                                  'joint_names entry) in every point')
-            offsets = [pt.time_from_start.sec * NS + pt.time_from_start.nanosec
-                       for pt in msg.points]
+            offsets = [stamp_to_ns(pt.time_from_start) for pt in msg.points]
             positions = [list(pt.positions) for pt in msg.points]
-            stamp = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+            stamp = stamp_to_ns(msg.header.stamp)
             dropped = ep.apply_trajectory(msg.joint_names, stamp, offsets, positions)
         except ValueError as exc:
             self.get_logger().error(f'{self.topics.command}: trajectory rejected: {exc}',

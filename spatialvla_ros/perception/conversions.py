@@ -27,6 +27,8 @@ rosbags message of the caller's class.
 
 import numpy as np
 
+from spatialvla_ros.core_types import ns_to_stamp
+from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.perception import geometry
 
 
@@ -56,15 +58,9 @@ FLOAT32 = 7
 UINT8 = 2
 
 
-def stamp_to_ns(stamp):
-    """builtin_interfaces/Time-like (sec, nanosec) -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def header_fields(stamp_ns=0, frame_id=''):
     """Plain std_msgs/Header values for the builders."""
-    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
-    return {'stamp': {'sec': sec, 'nanosec': nanosec}, 'frame_id': frame_id}
+    return {'stamp': ns_to_stamp(stamp_ns)._asdict(), 'frame_id': frame_id}
 
 
 _IMAGE_FIELDS = ('height', 'width', 'encoding', 'is_bigendian', 'step', 'data')

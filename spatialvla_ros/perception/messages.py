@@ -12,38 +12,64 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Build an rclpy OR a rosbags message from plain values, with one function.
+"""The one walker over rosidl message types: build an rclpy or a rosbags message by field name.
 
-The builders in `conversions` return plain trees (dicts for nested messages, lists of dicts
-for message sequences, numpy arrays for numeric arrays). `make_message(cls, values)` turns
-such a tree into an instance of `cls`, which may be a generated rclpy class (e.g.
-`sensor_msgs.msg.Image`) or a rosbags typestore class (`typestore.types[
-'sensor_msgs/msg/Image']`). The two families differ in exactly the ways handled here:
-rclpy wants array.array for sequences (assigning a list of a million ints is ~100x slower)
-and numpy arrays for fixed-size arrays; rosbags wants numpy arrays for both and requires
-every field in its constructor. No rclpy import: nested classes are resolved from `cls`.
+`make_message(cls, source)` fills an instance of `cls`, a generated rclpy class (e.g.
+`sensor_msgs.msg.Image`) or a rosbags typestore class (`typestore.types['sensor_msgs/msg/
+Image']`), from `source`, which is either
+- a tree of plain values (dicts for nested messages, lists of dicts for message sequences,
+  numpy arrays for numeric arrays), as the builders in `conversions` return them: a key that is
+  not a field of `cls` is an error; or
+- a message of the other family (a rosbags message read from a bag, for instance): each field
+  of `cls` takes the source's field of the same name, fields the source lacks keep their
+  defaults and fields `cls` lacks are ignored, so definitions that differ slightly between
+  distros still convert.
+The two families differ in exactly the ways handled here: rclpy wants array.array for numeric
+sequences (assigning a list of a million ints is ~100x slower; one memcpy from numpy here) and
+numpy arrays for fixed-size arrays; rosbags wants numpy arrays for both and requires every field
+in its constructor. The field plan of each class is built once. No rclpy import: nested classes
+are resolved from `cls` (rosbags) or from the installed `<package>.msg` modules (rclpy).
 """
 
 import array
 import dataclasses
 import importlib
-import re
 import sys
+from typing import NamedTuple
 
 import numpy as np
 
-# rosidl basic type -> (array.array typecode, numpy dtype)
-_RCLPY_NUMERIC = {
-    'boolean': (None, np.bool_), 'octet': ('B', np.uint8), 'char': ('B', np.uint8),
-    'uint8': ('B', np.uint8), 'int8': ('b', np.int8), 'uint16': ('H', np.uint16),
-    'int16': ('h', np.int16), 'uint32': ('I', np.uint32), 'int32': ('i', np.int32),
-    'uint64': ('Q', np.uint64), 'int64': ('q', np.int64), 'float': ('f', np.float32),
-    'double': ('d', np.float64),
+from spatialvla_ros.core_types import ns_to_stamp
+from spatialvla_ros.core_types import stamp_to_ns
+
+HEADER_TYPES = ('std_msgs/Header', 'std_msgs/msg/Header')
+# IDL primitive -> (array.array typecode, numpy dtype) for numeric sequences and arrays.
+_NUMERIC = {
+    'float': ('f', np.float32), 'double': ('d', np.float64), 'long double': ('d', np.float64),
+    'int8': ('b', np.int8), 'uint8': ('B', np.uint8), 'int16': ('h', np.int16),
+    'uint16': ('H', np.uint16), 'int32': ('i', np.int32), 'uint32': ('I', np.uint32),
+    'int64': ('q', np.int64), 'uint64': ('Q', np.uint64), 'char': ('B', np.uint8),
 }
-_RCLPY_SEQUENCE = re.compile(r'^sequence<([^,>]+)(?:,\s*\d+)?>$')
-_RCLPY_ARRAY = re.compile(r'^([^\[]+)\[(\d+)\]$')
-_ROSBAGS_DTYPE = re.compile(r'np\.dtype\[np\.(\w+)\]')
-_ROSBAGS_LIST = re.compile(r'^list\[(\w+)\]$')
+_FLOAT = {'float', 'double', 'long double'}
+# rosbags annotation of a scalar -> field kind.
+_ROSBAGS_SCALAR = {'int': 'int', 'float': 'float', 'bool': 'bool', 'str': 'str'}
+
+
+class ConversionError(TypeError):
+    """A message type has no rclpy counterpart, or a field cannot take the value given."""
+
+
+class Field(NamedTuple):
+    """One field of a message class: its name, how to fill it, and the kind's argument.
+
+    kind: 'msg' / 'header' / 'msg_list' (arg: the nested class), 'num_seq' (arg: (typecode,
+    dtype)), 'num_array' (arg: dtype), 'int', 'float', 'bool', 'str', 'str_list', 'bool_list',
+    'octet', 'octets'.
+    """
+
+    name: str
+    kind: str
+    arg: object = None
 
 
 def is_rclpy_class(msg_cls):
@@ -54,103 +80,205 @@ def is_rosbags_class(msg_cls):
     return dataclasses.is_dataclass(msg_cls) and hasattr(msg_cls, '__msgtype__')
 
 
-def make_message(msg_cls, values):
-    """Instantiate `msg_cls` (rclpy or rosbags) from a tree of plain `values`.
+def _split_msgtype(msgtype):
+    """'pkg/msg/Name' or 'pkg/Name' -> ('pkg', 'Name')."""
+    parts = msgtype.split('/')
+    if len(parts) == 3 and parts[1] == 'msg':
+        return parts[0], parts[2]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise ConversionError(f'message type {msgtype!r}: expected pkg/msg/Name')
 
-    Fields not in `values` keep the rclpy default, or get zero / '' / empty / a default
-    nested message for rosbags (fixed-size arrays must then be given explicitly).
-    """
+
+def rclpy_class(msgtype):
+    """Return the rclpy class of `msgtype` ('sensor_msgs/msg/Image'); ConversionError if none."""
+    package, name = _split_msgtype(msgtype)
+    try:
+        return getattr(importlib.import_module(f'{package}.msg'), name)
+    except (ImportError, AttributeError):
+        raise ConversionError(f'message type {package}/msg/{name}: no rclpy type support is '
+                              f'installed (cannot import {package}.msg.{name})') from None
+
+
+def _split_rclpy_type(text):
+    """Split an rclpy field type string into (base, container): '' / 'seq' / 'array'."""
+    if text.startswith('sequence<') and text.endswith('>'):
+        return text[len('sequence<'):-1].split(',')[0].strip(), 'seq'
+    if text.endswith(']') and '[' in text:
+        return text[:-1].rpartition('[')[0], 'array'
+    return text, ''
+
+
+def _rclpy_field(name, text):
+    base, container = _split_rclpy_type(text)
+    if '/' in base:
+        sub = rclpy_class(base)
+        if container:
+            return Field(name, 'msg_list', sub)
+        return Field(name, 'header' if base in HEADER_TYPES else 'msg', sub)
+    if base == 'boolean':
+        return Field(name, 'bool_list' if container else 'bool')
+    if base == 'octet':
+        return Field(name, 'octets' if container else 'octet')
+    if base in ('string', 'wstring') or base.startswith(('string<', 'wstring<')):
+        return Field(name, 'str_list' if container else 'str')
+    if base in _NUMERIC:
+        if container == 'seq':
+            return Field(name, 'num_seq', _NUMERIC[base])
+        if container == 'array':
+            return Field(name, 'num_array', _NUMERIC[base][1])
+        return Field(name, 'float' if base in _FLOAT else 'int')
+    raise ConversionError(f'field {name!r} of type {text!r}: not supported by the converter')
+
+
+def _rosbags_field(name, text, module):
+    if text in _ROSBAGS_SCALAR:
+        return Field(name, _ROSBAGS_SCALAR[text])
+    if text.startswith('np.ndarray'):
+        dtype = text.rpartition('np.dtype[np.')[2].split(']')[0] or 'uint8'
+        return Field(name, 'num_array', np.dtype(dtype))
+    if text.startswith('list[') and text.endswith(']'):
+        inner = text[len('list['):-1]
+        if inner == 'str':
+            return Field(name, 'str_list')
+        if inner == 'bool':
+            return Field(name, 'bool_list')
+        if hasattr(module, inner):
+            return Field(name, 'msg_list', getattr(module, inner))
+    if hasattr(module, text):
+        sub = getattr(module, text)
+        return Field(name, 'header' if sub.__msgtype__ in HEADER_TYPES else 'msg', sub)
+    raise ConversionError(f'field {name!r} of type {text!r}: not supported by the converter')
+
+
+_PLANS = {}
+
+
+def field_plan(msg_cls):
+    """Return the fields of an rclpy or rosbags message class as `Field`s (cached per class)."""
+    plan = _PLANS.get(msg_cls)
+    if plan is not None:
+        return plan
     if is_rclpy_class(msg_cls):
-        return _make_rclpy(msg_cls, values)
-    if is_rosbags_class(msg_cls):
-        return _make_rosbags(msg_cls, values)
-    raise TypeError(f'msg_cls: got {msg_cls!r}, expected an rclpy message class or a rosbags '
-                    'typestore message class')
+        plan = tuple(_rclpy_field(name, text)
+                     for name, text in msg_cls.get_fields_and_field_types().items())
+    elif is_rosbags_class(msg_cls):
+        module = sys.modules[msg_cls.__module__]
+        # Constants (PointField.FLOAT32, ...) show up as ClassVar fields: they are not fields.
+        plan = tuple(_rosbags_field(f.name, str(f.type), module)
+                     for f in dataclasses.fields(msg_cls)
+                     if not f.name.startswith('__') and not str(f.type).startswith('ClassVar'))
+    else:
+        raise TypeError(f'msg_cls: got {msg_cls!r}, expected an rclpy message class or a '
+                        'rosbags typestore message class')
+    _PLANS[msg_cls] = plan
+    return plan
 
 
-def _rclpy_class(type_name):
-    # 'std_msgs/Header' -> std_msgs.msg.Header (the generated package is already installed).
-    package, name = type_name.split('/')
-    return getattr(importlib.import_module(f'{package}.msg'), name)
+def make_message(msg_cls, source, stamp_offset_ns=0):
+    """Build an instance of `msg_cls` (rclpy or rosbags) from `source`, by field name.
 
+    Args:
+        msg_cls: the class to build.
+        source: a dict of plain values (unknown keys are an error; missing fields get the
+            class's default, or zero / '' / empty / a default nested message for rosbags,
+            where fixed-size arrays must then be given explicitly), or a message object of
+            either family (each field of `msg_cls` takes the source's field of the same name).
+        stamp_offset_ns: added to every non-zero std_msgs/Header stamp on the way (zero stamps
+            mean "now" and stay zero).
 
-def _make_rclpy(msg_cls, values):
+    Raises:
+        ConversionError (a TypeError) naming the class and field that cannot be filled.
+    """
+    plan = field_plan(msg_cls)
+    if isinstance(source, dict):
+        unknown = set(source) - {f.name for f in plan}
+        if unknown:
+            raise ConversionError(f'{msg_cls.__name__}.{sorted(unknown)[0]}: unknown field, '
+                                  'expected one of ' + ', '.join(f.name for f in plan))
+        get = source.get
+    else:
+        def get(name):
+            return getattr(source, name, None)
+    rclpy_family = is_rclpy_class(msg_cls)
+    values = {}
+    for fld in plan:
+        value = get(fld.name)
+        if value is None:
+            if not rclpy_family:
+                values[fld.name] = _rosbags_default(fld)
+            continue      # rclpy: keep the generated default
+        try:
+            values[fld.name] = _coerce(fld, value, rclpy_family, stamp_offset_ns)
+        except ConversionError:
+            raise
+        except (TypeError, ValueError, AssertionError, OverflowError) as exc:
+            raise ConversionError(f'{msg_cls.__module__}.{msg_cls.__name__}.{fld.name}: cannot '
+                                  f'take {type(value).__name__}: {exc}') from None
+    if not rclpy_family:
+        return msg_cls(**values)
     msg = msg_cls()
-    types = msg_cls.get_fields_and_field_types()
     for name, value in values.items():
-        if name not in types:
-            raise TypeError(f'{msg_cls.__name__}.{name}: unknown field, expected one of '
-                            + ', '.join(types))
-        type_name = types[name]
-        seq = _RCLPY_SEQUENCE.match(type_name)
-        fixed = _RCLPY_ARRAY.match(type_name)
-        base = (seq or fixed).group(1) if (seq or fixed) else type_name
-        if isinstance(value, dict):
-            value = _make_rclpy(_rclpy_class(base), value)
-        elif seq and '/' in base:
-            value = [v if not isinstance(v, dict) else _make_rclpy(_rclpy_class(base), v)
-                     for v in value]
-        elif seq and base in _RCLPY_NUMERIC and _RCLPY_NUMERIC[base][0] is not None:
-            typecode, dtype = _RCLPY_NUMERIC[base]
-            if not isinstance(value, array.array):
-                packed = array.array(typecode)
-                packed.frombytes(np.ascontiguousarray(value, dtype=dtype).reshape(-1)
-                                 .view(np.uint8).data)
-                value = packed  # one memcpy from numpy; no Python ints
-        elif fixed and base in _RCLPY_NUMERIC:
-            value = np.asarray(value, dtype=_RCLPY_NUMERIC[base][1]).reshape(-1)
-        setattr(msg, name, value)
+        try:
+            setattr(msg, name, value)
+        except (TypeError, ValueError, AssertionError, OverflowError) as exc:
+            raise ConversionError(f'{msg_cls.__module__}.{msg_cls.__name__}.{name}: cannot '
+                                  f'take {type(value).__name__}: {exc}') from None
     return msg
 
 
-def _rosbags_default(type_str, module):
-    if type_str == 'int':
-        return 0
-    if type_str == 'float':
-        return 0.0
-    if type_str == 'bool':
-        return False
-    if type_str == 'str':
-        return ''
-    if type_str.startswith('list['):
-        return []
-    if type_str.startswith('np.ndarray'):
-        return np.zeros(0, dtype=_rosbags_dtype(type_str))
-    return _make_rosbags(getattr(module, type_str), {})
+def _coerce(fld, value, rclpy_family, stamp_offset_ns):
+    kind, arg = fld.kind, fld.arg
+    if kind in ('msg', 'header'):
+        if isinstance(value, arg) and not (kind == 'header' and stamp_offset_ns):
+            return value
+        out = make_message(arg, value, stamp_offset_ns)
+        if kind == 'header' and stamp_offset_ns:
+            stamp = stamp_to_ns(out.stamp)
+            if stamp:
+                out.stamp.sec, out.stamp.nanosec = ns_to_stamp(stamp + stamp_offset_ns)
+        return out
+    if kind == 'msg_list':
+        return [v if isinstance(v, arg) else make_message(arg, v, stamp_offset_ns)
+                for v in value]
+    if kind == 'num_seq':
+        code, dtype = arg
+        if not rclpy_family:
+            return np.ascontiguousarray(value, dtype=dtype).reshape(-1)
+        if isinstance(value, array.array) and value.typecode == code:
+            return value
+        packed = array.array(code)
+        packed.frombytes(np.ascontiguousarray(value, dtype=dtype).reshape(-1)
+                         .view(np.uint8).data)
+        return packed     # one memcpy from numpy; no Python ints
+    if kind == 'num_array':
+        return np.ascontiguousarray(value, dtype=arg).reshape(-1)
+    if kind == 'int':
+        return int(value)
+    if kind == 'float':
+        return float(value)
+    if kind == 'bool':
+        return bool(value)
+    if kind == 'str':
+        return str(value)
+    if kind == 'str_list':
+        return [str(v) for v in value]
+    if kind == 'bool_list':
+        return [bool(v) for v in value]
+    if kind == 'octet':
+        return value if isinstance(value, bytes) else bytes([int(value)])
+    if kind == 'octets':
+        return value if isinstance(value, bytes) else np.asarray(value, np.uint8).tobytes()
+    raise ConversionError(f'internal: unknown field kind {kind!r}')
 
 
-def _rosbags_dtype(type_str):
-    match = _ROSBAGS_DTYPE.search(type_str)
-    return np.dtype(match.group(1)) if match else np.dtype(np.uint8)
+def _rosbags_default(fld):
+    if fld.kind in ('msg', 'header'):
+        return make_message(fld.arg, {})
+    if fld.kind == 'num_array':
+        return np.zeros(0, dtype=fld.arg)
+    return {'int': 0, 'float': 0.0, 'bool': False, 'str': ''}.get(fld.kind, [])
 
 
-def _make_rosbags(msg_cls, values):
-    module = sys.modules[msg_cls.__module__]
-    # Constants (PointField.FLOAT32, ...) show up as ClassVar fields: they are not arguments.
-    fields = {f.name: f.type for f in dataclasses.fields(msg_cls)
-              if not f.name.startswith('__') and not str(f.type).startswith('ClassVar')}
-    unknown = set(values) - set(fields)
-    if unknown:
-        raise TypeError(f'{msg_cls.__name__}.{sorted(unknown)[0]}: unknown field, expected one '
-                        'of ' + ', '.join(fields))
-    kwargs = {}
-    for name, type_str in fields.items():
-        if name not in values:
-            kwargs[name] = _rosbags_default(type_str, module)
-            continue
-        value = values[name]
-        nested = _ROSBAGS_LIST.match(type_str)
-        if isinstance(value, dict):
-            value = _make_rosbags(getattr(module, type_str), value)
-        elif nested and hasattr(module, nested.group(1)):
-            cls = getattr(module, nested.group(1))
-            value = [v if not isinstance(v, dict) else _make_rosbags(cls, v) for v in value]
-        elif type_str.startswith('np.ndarray'):
-            value = np.ascontiguousarray(value, dtype=_rosbags_dtype(type_str)).reshape(-1)
-        elif nested:
-            value = list(value)
-        kwargs[name] = value
-    return msg_cls(**kwargs)
-
-
-__all__ = ['is_rclpy_class', 'is_rosbags_class', 'make_message']
+__all__ = ['ConversionError', 'Field', 'field_plan', 'is_rclpy_class', 'is_rosbags_class',
+           'make_message', 'rclpy_class']

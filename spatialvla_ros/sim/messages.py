@@ -27,6 +27,7 @@ import numpy as np
 from rosbags.typesys import get_typestore
 from rosbags.typesys import Stores
 
+from spatialvla_ros.core_types import ns_to_stamp
 from spatialvla_ros.perception.conversions import camera_info_fields
 from spatialvla_ros.perception.conversions import depth_to_image_fields
 from spatialvla_ros.perception.conversions import header_fields
@@ -155,8 +156,7 @@ def trajectory_message(topic, stamp_ns, names, positions, offsets_ns):
     """JointTrajectory: positions (N, n) reached offsets_ns (N,) after the header stamp."""
     points = []
     for q, off in zip(np.asarray(positions, np.float64), offsets_ns):
-        sec, nanosec = divmod(int(off), 1_000_000_000)
-        points.append({'positions': q, 'time_from_start': {'sec': sec, 'nanosec': nanosec}})
+        points.append({'positions': q, 'time_from_start': ns_to_stamp(off)._asdict()})
     values = {'header': header_fields(stamp_ns, ''), 'joint_names': list(names),
               'points': points}
     return Message(topic, TRAJECTORY, _make(TRAJECTORY, values), STREAM)

@@ -28,6 +28,7 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 
+from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.sim.camera import Camera
 from spatialvla_ros.sim.camera import load_egl_plugin
 from spatialvla_ros.sim.trajectory import TrajectoryExecutor
@@ -252,7 +253,7 @@ class PandaEnv:
                                     forces=list(MAX_FORCES), physicsClientId=self.client)
 
     def _time_at(self, step_index):
-        return self._t0_ns + (step_index * 1_000_000_000) // self.physics_hz
+        return self._t0_ns + (step_index * NS_PER_S) // self.physics_hz
 
     def substeps(self, period_s):
         """Physics steps in one control period; the period must be a whole number of steps."""

@@ -11,3 +11,11 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
+
+"""Command-line tools (console scripts), each a `main(argv)` over the rooms below.
+
+`policy_launch` (start the policy node without ros2 launch), `demo`, `generate_demos`,
+`make_default_checkpoint`, `train`, `closed_loop`, `compare_plans`, `replay_eval`, with
+`processes` (starting and stopping node processes for them). Nothing is re-exported: each tool
+is imported by its own path.
+"""
