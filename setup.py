@@ -50,6 +50,7 @@ setup(
             'replay_eval = spatialvla_ros.tools.replay_eval:main',
             'spatialvla_demo = spatialvla_ros.tools.demo:main',
             'spatialvla_compare = spatialvla_ros.tools.compare_plans:main',
+            'spatialvla_closed_loop = spatialvla_ros.tools.closed_loop:main',
         ],
     },
 )

@@ -39,6 +39,7 @@ from spatialvla_ros.evaluation import replay
 from spatialvla_ros.nodes.bag_player import BagPlaybackError
 from spatialvla_ros.nodes.bag_player import BagPlayer
 from spatialvla_ros.nodes.bag_player import message_stamp_ns
+from spatialvla_ros.nodes.bag_player import open_bag
 from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from trajectory_msgs.msg import JointTrajectory
@@ -108,8 +109,6 @@ class ReplayResult:
 
 def read_recorded_actions(path, topic):
     """Read the RecordedActions of `topic` in the bag at `path` (JointTrajectory, JointState)."""
-    from spatialvla_ros.nodes.bag_player import open_bag
-
     reader = open_bag(path)
     try:
         conns = [c for c in reader.connections if c.topic == topic]
