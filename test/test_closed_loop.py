@@ -37,7 +37,7 @@ from spatialvla_ros.evaluation.closed_loop import HELD_OUT_SEED_START
 from spatialvla_ros.evaluation.closed_loop import summarize
 from spatialvla_ros.evaluation.in_process import run as run_in_process
 from spatialvla_ros.nodes.closed_loop_client import ClosedLoopClient
-from spatialvla_ros.nodes.closed_loop_client import LifecycleError
+from spatialvla_ros.nodes.lifecycle_client import LifecycleError
 from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
 from spatialvla_ros.sim.tasks import sample_episode
 from spatialvla_ros.tools import closed_loop

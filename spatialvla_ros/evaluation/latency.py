@@ -80,7 +80,6 @@ class RssPeak:
 
 def dummy_observation(config, batch=1, image_size=128, seed=0):
     """Build a ModelObservation with random images and points spread over the workspace."""
-
     g = torch.Generator().manual_seed(seed)
     v = len(config.data.cameras)
     images = torch.rand((batch, v, 3, image_size, image_size), generator=g)

@@ -21,20 +21,15 @@ For every episode the client deactivates the policy node, sets the simulator's `
 records success, time to success (simulated ticks x control period) and the policy's chunk
 latencies (`evaluation.closed_loop.EpisodeResult`).
 
-Lifecycle requests go by the node's actual state: the client asks get_state, waits while a
-transition is under way or the node does not answer, requests the one transition that leads
-towards the wanted state and asks again, so a slow node delays a run instead of ending it.
-The client runs in its own rclpy context with the ROS domain it is given, beside any other
-ROS code of the process.
+Lifecycle requests go by the node's actual state (`nodes.lifecycle_client`), so a slow node
+delays a run instead of ending it. The client runs in its own rclpy context with the ROS domain
+it is given, beside any other ROS code of the process.
 """
 
 import json
 import threading
 import time
 
-from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState
-from lifecycle_msgs.srv import GetState
 from rcl_interfaces.msg import Parameter
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.msg import ParameterValue
@@ -48,26 +43,14 @@ from sensor_msgs.msg import JointState
 from spatialvla_ros.evaluation.closed_loop import EpisodeResult
 from spatialvla_ros.evaluation.closed_loop import time_to_success_s
 from spatialvla_ros.evaluation.replay import stamp_ns
+from spatialvla_ros.nodes.lifecycle_client import call
+from spatialvla_ros.nodes.lifecycle_client import LifecycleClient
 from spatialvla_ros.sim.tasks import MAX_STEPS
 from spatialvla_ros_interfaces.msg import ActionChunk
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 NS = 1_000_000_000
-# The one transition that leads from a stable lifecycle state towards 'active' / 'inactive'.
-_TOWARDS = {
-    ('unconfigured', 'active'): Transition.TRANSITION_CONFIGURE,
-    ('unconfigured', 'inactive'): Transition.TRANSITION_CONFIGURE,
-    ('inactive', 'active'): Transition.TRANSITION_ACTIVATE,
-    ('active', 'inactive'): Transition.TRANSITION_DEACTIVATE,
-}
-_TRANSITION_NAMES = {Transition.TRANSITION_CONFIGURE: 'configure',
-                     Transition.TRANSITION_ACTIVATE: 'activate',
-                     Transition.TRANSITION_DEACTIVATE: 'deactivate'}
-
-
-class LifecycleError(RuntimeError):
-    """The policy node did not reach a lifecycle state."""
 
 
 class ClosedLoopClient:
@@ -92,8 +75,7 @@ class ClosedLoopClient:
         self._reset = node.create_client(Trigger, f'{options.sim_node}/reset')
         self._set_params = node.create_client(SetParameters,
                                               f'{options.sim_node}/set_parameters')
-        self._change = node.create_client(ChangeState, f'{options.policy_node}/change_state')
-        self._get = node.create_client(GetState, f'{options.policy_node}/get_state')
+        self.policy = LifecycleClient(node, options.policy_node)
         self._thread.start()
 
     def _spin(self):
@@ -126,70 +108,18 @@ class ClosedLoopClient:
             self._joints.append((stamp_ns(msg.header.stamp) / NS, list(msg.position)))
 
     # ------------------------------------------------------------------ services
-    def _call(self, client, request, timeout_s=30.0):
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout_s
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f'{client.srv_name}: no answer within {timeout_s:.0f} s')
-            time.sleep(0.005)
-        return future.result()
-
     def policy_state(self, timeout_s=10.0):
-        """Return the policy node's lifecycle state label.
-
-        '' when it does not answer: a node that is configuring does not serve its services
-        until it is done.
-        """
-        if not self._get.service_is_ready():
-            return ''
-        try:
-            answer = self._call(self._get, GetState.Request(), timeout_s)
-        except TimeoutError:
-            return ''
-        return answer.current_state.label
+        """Return the policy node's lifecycle state label ('' when it does not answer)."""
+        return self.policy.state(timeout_s)
 
     def ensure_policy_state(self, wanted, timeout_s=120.0, processes=()):
-        """Bring the policy node to `wanted` ('active' or 'inactive') from whatever state it is in.
-
-        Asks the node's state, requests the transition that leads towards `wanted` and asks
-        again; while a transition is under way or the node does not answer it waits. A refused
-        transition is retried on the state the node then reports. Raises LifecycleError naming
-        the state reached and the transitions refused when `wanted` is not reached in time.
-        """
-        node = self.options.policy_node
-        deadline = time.monotonic() + timeout_s
-        refused, state = [], ''
-        while time.monotonic() < deadline:
-            for proc in processes:
-                proc.check()
-            state = self.policy_state(min(10.0, max(deadline - time.monotonic(), 0.1)))
-            if state == wanted:
-                return state
-            if state == 'finalized':
-                break
-            transition = _TOWARDS.get((state, wanted))
-            if transition is None:         # between states or not answering: ask again soon
-                time.sleep(0.1)
-                continue
-            request = ChangeState.Request()
-            request.transition.id = transition
-            try:
-                answer = self._call(self._change, request,
-                                    max(deadline - time.monotonic(), 1.0))
-            except TimeoutError:
-                continue
-            if not answer.success:
-                refused.append(f'{_TRANSITION_NAMES[transition]} from {state}')
-                time.sleep(0.2)
-        refusals = f'; refused: {", ".join(refused)}' if refused else ''
-        raise LifecycleError(f'{node}: not {wanted} within {timeout_s:.0f} s (last state: '
-                             f'{state or "not answering"}{refusals}); see the policy log')
+        """Bring the policy node to `wanted` from whatever state it is in (LifecycleError)."""
+        return self.policy.ensure(wanted, timeout_s, processes)
 
     def wait_ready(self, processes=()):
         """Block until the simulator's services exist and the policy node is active."""
         timeout = self.options.startup_timeout_s
-        clients = (self._reset, self._set_params, self._change, self._get)
+        clients = (self._reset, self._set_params) + self.policy.clients
         deadline = time.monotonic() + timeout
         while not all(c.service_is_ready() for c in clients):
             if time.monotonic() > deadline:
@@ -208,7 +138,7 @@ class ClosedLoopClient:
             else:
                 pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
             request.parameters.append(Parameter(name=name, value=pv))
-        answer = self._call(self._set_params, request)
+        answer = call(self._set_params, request)
         bad = [r.reason for r in answer.results if not r.successful]
         if bad:
             raise ValueError(f'{self.options.sim_node}: parameters refused: {bad}')
@@ -219,7 +149,7 @@ class ClosedLoopClient:
         opts = self.options
         self.ensure_policy_state('inactive', processes=processes)
         self._set_sim(task=task, seed=int(seed), max_steps=int(opts.max_steps))
-        answer = self._call(self._reset, Trigger.Request())
+        answer = call(self._reset, Trigger.Request())
         if not answer.success:
             raise RuntimeError(f'{opts.sim_node}/reset failed: {answer.message}')
         instruction = json.loads(answer.message).get('instruction', '')
@@ -271,4 +201,4 @@ class ClosedLoopClient:
         return results
 
 
-__all__ = ['ClosedLoopClient', 'LifecycleError']
+__all__ = ['ClosedLoopClient']
