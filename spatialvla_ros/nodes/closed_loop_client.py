@@ -51,6 +51,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 NS = 1_000_000_000
+AUTOSTART_PATIENCE_S = 15.0   # a stable state this long means autostart is not coming
 
 
 class ClosedLoopClient:
@@ -112,9 +113,9 @@ class ClosedLoopClient:
         """Return the policy node's lifecycle state label ('' when it does not answer)."""
         return self.policy.state(timeout_s)
 
-    def ensure_policy_state(self, wanted, timeout_s=120.0, processes=()):
+    def ensure_policy_state(self, wanted, timeout_s=120.0, processes=(), patience_s=0.0):
         """Bring the policy node to `wanted` from whatever state it is in (LifecycleError)."""
-        return self.policy.ensure(wanted, timeout_s, processes)
+        return self.policy.ensure(wanted, timeout_s, processes, patience_s)
 
     def wait_ready(self, processes=()):
         """Block until the simulator's services exist and the policy node is active."""
@@ -128,7 +129,9 @@ class ClosedLoopClient:
             for proc in processes:
                 proc.check()
             time.sleep(0.1)
-        self.ensure_policy_state('active', max(deadline - time.monotonic(), 1.0), processes)
+        # policy_launch --autostart brings the node up itself: step in only if it stalls.
+        self.ensure_policy_state('active', max(deadline - time.monotonic(), 1.0), processes,
+                                 patience_s=AUTOSTART_PATIENCE_S)
 
     def _set_sim(self, **values):
         request = SetParameters.Request()

@@ -77,14 +77,17 @@ class LifecycleClient:
         except TimeoutError:
             return ''
 
-    def ensure(self, wanted, timeout_s=120.0, processes=()):
+    def ensure(self, wanted, timeout_s=120.0, processes=(), patience_s=0.0):
         """Bring the node to `wanted` ('active' or 'inactive') from whatever state it is in.
 
         `processes` (objects with `check()`, e.g. NodeProcess) are checked on every round, so
-        a node process that died is reported as such. Returns `wanted`; raises LifecycleError.
+        a node process that died is reported as such. A transition is requested only once the
+        node has stayed in its state for `patience_s`: a node that something else is bringing
+        up (policy_launch --autostart) gets there without two requests crossing. Returns
+        `wanted`; raises LifecycleError.
         """
         deadline = time.monotonic() + timeout_s
-        refused, state = [], ''
+        refused, state, seen, since = [], '', None, time.monotonic()
         while time.monotonic() < deadline:
             for proc in processes:
                 proc.check()
@@ -93,9 +96,11 @@ class LifecycleClient:
                 return state
             if state == 'finalized':
                 break
+            if state != seen:
+                seen, since = state, time.monotonic()
             transition = _TOWARDS.get((state, wanted))
-            if transition is None:         # between states or not answering: ask again soon
-                time.sleep(0.1)
+            if transition is None or time.monotonic() - since < patience_s:
+                time.sleep(0.1)            # between states, not answering, or left alone yet
                 continue
             request = ChangeState.Request()
             request.transition.id = transition
@@ -103,6 +108,7 @@ class LifecycleClient:
                 answer = call(self._change, request, max(deadline - time.monotonic(), 1.0))
             except TimeoutError:
                 continue
+            seen = None                    # a new state (or a refusal) starts a new wait
             if not answer.success:
                 refused.append(f'{_NAMES[transition]} from {state}')
                 time.sleep(0.2)
