@@ -110,6 +110,15 @@ def test_in_process_runner_follows_the_same_episode_rules(tmp_path_factory, tmp_
         tasks=('reach', 'push'), episodes=2, max_steps=5, image_size=32), str(tmp_path),
         loop='simulator and policy in one process')
     assert 'in one process' in open(path, encoding='utf-8').read()
+    # The same through the command: spatialvla_closed_loop --in-process.
+    out = tmp_path / 'cli'
+    assert closed_loop.main(['--checkpoint', cached_checkpoint(tmp_path_factory, 'late_gemma'),
+                             '--in-process', '--episodes', '1', '--max-steps', '3',
+                             '--image-size', '32', '--out-dir', str(out)]) == 0
+    summary = json.loads((out / 'summary.json').read_text(encoding='utf-8'))
+    assert summary['tasks']['reach']['episodes'] == 1
+    assert summary['episodes'][0]['seed'] == HELD_OUT_SEED_START
+    assert 'in one process' in (out / 'report.md').read_text(encoding='utf-8')
 
 
 def test_client_drives_the_policy_node_from_any_state(tmp_path_factory, tmp_path, ros_env):

@@ -16,11 +16,14 @@
 """spatialvla_closed_loop: simulator node + policy node as separate processes over DDS.
 
     spatialvla_closed_loop --checkpoint checkpoints/default --tasks reach --episodes 30
+    spatialvla_closed_loop --checkpoint checkpoints/default --episodes 100 --in-process
 
 Starts both nodes in a ROS domain of their own (`processes.isolated_domain`), runs N seeded
 episodes per task on held-out seeds with the rclpy client (`nodes.closed_loop_client`), stops
 the nodes and writes report.md, summary.json (successes per task with 95% intervals),
-episodes.csv and closed_loop.png into --out-dir.
+episodes.csv and closed_loop.png into --out-dir. With --in-process the same episodes run in
+this process instead (`evaluation.in_process.run`: no DDS, no timing), for fast sweeps; the DDS
+loop stays the reference for what a robot sees.
 
 The closed-loop flags are defined once (`tools.flags.add_closed_loop_arguments`) and mean the
 same in spatialvla_demo and spatialvla_compare: 0 or '' means "what the checkpoint's
@@ -92,7 +95,22 @@ def build_parser():
                     'processes over DDS (in a ROS domain of their own), N held-out seeded '
                     'episodes per task; writes report.md and summary.json.')
     parser.add_argument('--checkpoint', required=True, help='policy checkpoint directory')
+    parser.add_argument('--in-process', action='store_true',
+                        help='run simulator and policy in this process (no DDS, no ROS, no '
+                             'latency): fast sweeps; the DDS loop is the reference')
     return add_closed_loop_arguments(parser)
+
+
+def _run_in_process(checkpoint_dir, options):
+    # Deferred: the in-process runner and the policy import torch (2-3 s, hundreds of MiB),
+    # which the DDS loop leaves to the policy node's own process; the demo imports this module
+    # and should start its nodes without paying for torch here.
+    from spatialvla_ros.evaluation.in_process import run as run_in_process
+    from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
+
+    policy = SpatialVLAPolicy.from_pretrained(checkpoint_dir)
+    return run_in_process(policy, options.tasks, options.seeds(), options,
+                          progress=print_progress)
 
 
 def main(args=None):
@@ -106,10 +124,15 @@ def main(args=None):
     except ValueError as exc:
         print(f'spatialvla_closed_loop: error: {exc}', file=sys.stderr)
         return 2
-    results = run_closed_loop(ns.checkpoint, options, ns.out_dir, progress=print_progress,
-                              on_status=lambda s: print(s, flush=True))
+    if ns.in_process:
+        results = _run_in_process(ns.checkpoint, options)
+        loop = 'simulator and policy in one process (no DDS, no latency)'
+    else:
+        results = run_closed_loop(ns.checkpoint, options, ns.out_dir, progress=print_progress,
+                                  on_status=lambda s: print(s, flush=True))
+        loop = report.DDS_LOOP
     path = report.write_closed_loop_report(results, options, ns.out_dir,
-                                           notes=[f'checkpoint: `{ns.checkpoint}`'])
+                                           notes=[f'checkpoint: `{ns.checkpoint}`'], loop=loop)
     for task, row in summarize(results, options.tasks).items():
         lo, hi = row['success_ci95']
         print(f'{task}: {row["successes"]}/{row["episodes"]} successful '
