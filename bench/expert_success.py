@@ -26,22 +26,21 @@ import sys
 import time
 
 from spatialvla_ros.sim.constants import TASKS
+from spatialvla_ros.sim.expert import PandaIK
+from spatialvla_ros.sim.panda_env import PandaEnv
+from spatialvla_ros.sim.rollout import run_episode
 
-T0_NS = 1_700_000_000 * 1_000_000_000
 _worker = {}
 
 
 def _init():
-    from spatialvla_ros.sim.expert import PandaIK
-    from spatialvla_ros.sim.panda_env import PandaEnv
     _worker['env'] = PandaEnv(None)
     _worker['ik'] = PandaIK()
 
 
 def _run(job):
-    from spatialvla_ros.sim.rollout import run_episode
     task_name, seed = job
-    task, success, steps = run_episode(_worker['env'], task_name, seed, T0_NS, ik=_worker['ik'])
+    task, success, steps = run_episode(_worker['env'], task_name, seed, ik=_worker['ik'])
     return task_name, seed, success, steps, task.instruction
 
 

@@ -47,10 +47,10 @@ def main(args=None):
                         help='pass if val_mse / baseline_mse <= this')
     ns = parser.parse_args(args)
     demos = os.path.join(ns.out, 'demos')
-    if not os.path.isfile(os.path.join(demos, 'summary.json')):
-        subprocess.run([sys.executable, '-m', 'spatialvla_ros.tools.generate_demos', '--out',
-                        demos, '--episodes', str(ns.episodes), '--tasks', ns.tasks,
-                        '--image-size', str(ns.image_size), '--no-cloud'], check=True)
+    # generate_demos keeps what an earlier run recorded with the same settings.
+    subprocess.run([sys.executable, '-m', 'spatialvla_ros.tools.generate_demos', '--out',
+                    demos, '--episodes', str(ns.episodes), '--tasks', ns.tasks,
+                    '--image-size', str(ns.image_size), '--no-cloud'], check=True)
     results = {}
     for plan in ns.plans:
         run = os.path.join(ns.out, plan)

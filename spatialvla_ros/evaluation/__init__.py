@@ -13,9 +13,26 @@
 # limitations under the License.
 
 
-"""Evaluation of trained policies: bag replay over DDS, closed loop in the simulator, comparison.
+"""Evaluation of trained policies, without ROS: the runners' outcome rules, metrics and reports.
 
-ROS-free modules (import without rclpy): `replay` (alignment and metrics), `report` (Markdown,
-CSV and plots), `latency` (model timing), `comparison` (the plan comparison table).
-rclpy modules: `message_conversion`, `bag_player`, `replay_policy`, `closed_loop`, `processes`.
+- `closed_loop`: what a closed-loop episode is and how results are summarised (success per task
+  with 95% Wilson intervals, time to success), shared by the DDS loop (`nodes.closed_loop_client`
+  + `tools.closed_loop`) and the in-process runner (`in_process`);
+- `replay`: alignment of predicted chunks with recorded actions and its error metrics;
+- `report`: Markdown, CSV, JSON and plots of replays, closed loops and checkpoints;
+- `comparison` (the plan comparison table) and `latency` (model timing) import torch and the
+  trainer, so they are imported by their path, not from here.
+
+Nothing in this package imports rclpy.
 """
+
+from .closed_loop import ClosedLoopOptions
+from .closed_loop import EpisodeResult
+from .closed_loop import HELD_OUT_SEED_START
+from .closed_loop import summarize
+from .closed_loop import wilson_interval
+from .replay import align
+from .replay import replay_metrics
+
+__all__ = ['ClosedLoopOptions', 'EpisodeResult', 'HELD_OUT_SEED_START', 'align',
+           'replay_metrics', 'summarize', 'wilson_interval']

@@ -20,8 +20,8 @@ seed and recipe) or given as a checkpoint; then, per plan and with identical inp
 counts, peak memory and latency (prefix, one denoising step, a chunk; each plan in a fresh
 process, `latency.main`), held-out action error (full denoised chunks from seeded noise, in
 robot units, against predicting the training mean), and closed-loop success per task on
-held-out seeds (`closed_loop`). The table is written as Markdown and CSV with the run's
-configuration, seeds and hardware.
+held-out seeds (`closed_loop.summarize` rows). The table is written as Markdown and CSV with
+the run's configuration, seeds and hardware.
 """
 
 from dataclasses import dataclass
@@ -33,6 +33,17 @@ import subprocess
 import sys
 
 import numpy as np
+from spatialvla_ros.data.dataset import EpisodeDataset
+from spatialvla_ros.data.dataset import load_episodes
+from spatialvla_ros.data.dataset import split_episodes
+from spatialvla_ros.evaluation.report import fmt
+from spatialvla_ros.evaluation.report import markdown_table
+from spatialvla_ros.evaluation.report import write_csv
+from spatialvla_ros.evaluation.report import write_json
+from spatialvla_ros.training.options import TrainOptions
+from spatialvla_ros.training.trainer import train
+from spatialvla_ros.training.validation import val_indices
+import torch
 
 NOTES_KEYS = ('demos', 'train', 'heldout', 'closed_loop', 'latency', 'hardware', 'software')
 
@@ -46,14 +57,12 @@ class PlanResult:
     parameters: dict = field(default_factory=dict)
     latency: dict = field(default_factory=dict)            # latency.measure_checkpoint output
     heldout: dict = field(default_factory=dict)            # heldout_action_error output
-    closed_loop: dict = field(default_factory=dict)        # task -> closed_loop.summarize row
+    closed_loop: dict = field(default_factory=dict)        # task -> summarize() row
     train: dict = field(default_factory=dict)              # trainer summary (if trained here)
 
 
 def hardware_notes():
     """CPU model, cores, GPU (if any), torch version and threads."""
-    import torch
-
     cpu = platform.processor() or platform.machine()
     try:
         with open('/proc/cpuinfo', encoding='utf-8') as f:
@@ -83,9 +92,6 @@ def heldout_episodes(data, config, cache_dir=None):
     It is the trainer's own split (same function, same val_fraction and seed), so every plan
     is scored on the same episodes.
     """
-    from spatialvla_ros.data.dataset import load_episodes
-    from spatialvla_ros.data.dataset import split_episodes
-
     episodes, _ = load_episodes(list(data), config, cache_dir=cache_dir)
     _, val = split_episodes(episodes, config.train.val_fraction, config.train.seed)
     return val
@@ -97,9 +103,6 @@ def heldout_action_error(policy, episodes, max_samples=256, batch_size=16, seed=
     Gives the MSE in robot units, the MSE of predicting the training mean action (the
     checkpoint's statistics) and their ratio.
     """
-    from spatialvla_ros.data.dataset import EpisodeDataset
-    from spatialvla_ros.training.validation import val_indices
-
     dataset = EpisodeDataset(episodes)
     if len(dataset) == 0:
         nan = float('nan')
@@ -140,9 +143,6 @@ def train_plan(config_path, data, run_dir, overrides, cache_dir):
     `overrides` are TrainOptions fields (steps, batch_size, seed, ...). The trainer's split,
     seed and recipe come from the config file, identical for the tiny configs of every plan.
     """
-    from spatialvla_ros.training.options import TrainOptions
-    from spatialvla_ros.training.trainer import train
-
     options = TrainOptions(config=config_path, data=tuple(data), out_dir=run_dir,
                            cache_dir=cache_dir, device='cpu', progress=False,
                            **overrides).validate()
@@ -160,8 +160,6 @@ TABLE_HEADER = ['plan', 'params total', 'params trainable', 'peak memory [MiB]',
 
 def table_rows(results, tasks):
     """(header, formatted rows, raw rows) of the comparison table."""
-    from spatialvla_ros.evaluation.report import fmt
-
     header = TABLE_HEADER + [f'success {t}' for t in tasks] + \
         [f'time to success {t} [s]' for t in tasks]
     rows, raw = [], []
@@ -193,10 +191,6 @@ def _ms(seconds):
 
 def write_comparison(results, tasks, notes, out_dir):
     """comparison.md, comparison.csv and comparison.json; returns (md path, markdown text)."""
-    from spatialvla_ros.evaluation.report import markdown_table
-    from spatialvla_ros.evaluation.report import write_csv
-    from spatialvla_ros.evaluation.report import write_json
-
     os.makedirs(out_dir, exist_ok=True)
     header, rows, raw = table_rows(results, tasks)
     table = markdown_table(header, rows)

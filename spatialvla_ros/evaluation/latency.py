@@ -35,6 +35,8 @@ import threading
 import time
 
 from spatialvla_ros.models import flow_matching
+from spatialvla_ros.models.checkpoint import load_checkpoint
+from spatialvla_ros.models.modeling_spatialvla import ModelObservation
 from spatialvla_ros.models.modeling_spatialvla import suffix_ar_mask
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 import torch
@@ -79,8 +81,6 @@ class RssPeak:
 
 def dummy_observation(config, batch=1, image_size=128, seed=0):
     """Build a ModelObservation with random images and points spread over the workspace."""
-    from spatialvla_ros.models.modeling_spatialvla import ModelObservation
-
     g = torch.Generator().manual_seed(seed)
     v = len(config.data.cameras)
     images = torch.rand((batch, v, 3, image_size, image_size), generator=g)
@@ -168,8 +168,6 @@ def measure_model(model, observation, num_steps=None, repeats=10, warmup=2, seed
 
 def measure_checkpoint(checkpoint_dir, device='cpu', dtype=None, repeats=10, image_size=128):
     """Load a checkpoint and measure it; adds parameters and peak memory (see above)."""
-    from spatialvla_ros.models.checkpoint import load_checkpoint
-
     # Memory first (weights + one chunk), so the sampler thread never competes with the timing.
     with RssPeak() as rss:
         model, config, _, _ = load_checkpoint(checkpoint_dir, device=device, dtype=dtype,

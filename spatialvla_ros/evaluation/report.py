@@ -26,9 +26,12 @@ import os
 import numpy as np
 
 from spatialvla_ros.evaluation import replay
+from spatialvla_ros.evaluation.closed_loop import summarize
 
 
 def _plt():
+    # Deferred: matplotlib takes about a second to import and only the plots need it (the
+    # comparison imports this module for its table helpers alone).
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -232,16 +235,6 @@ def aggregate_metrics(results):
 
 
 # ---------------------------------------------------------------------- closed loop
-def wilson_interval(successes, n, z=1.96):
-    """95% Wilson score interval of a success rate (NaN, NaN for n = 0)."""
-    if n == 0:
-        return float('nan'), float('nan')
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def plot_closed_loop(results, path, max_episodes=12):
     """Joint trajectories of the first episodes (one panel each) and the latency histogram."""
     plt = _plt()
@@ -275,11 +268,9 @@ def plot_closed_loop(results, path, max_episodes=12):
 
 def closed_loop_rows(results, tasks):
     """Rows of the per-task success table (formatted)."""
-    from spatialvla_ros.tools.closed_loop import summarize
-
     rows = []
     for task, s in summarize(results, tasks).items():
-        lo, hi = wilson_interval(s['successes'], s['episodes'])
+        lo, hi = s['success_ci95']
         lat = s['latency_s']
         rows.append([task, s['episodes'], s['successes'],
                      f'{100 * s["success_rate"]:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]',
@@ -288,10 +279,14 @@ def closed_loop_rows(results, tasks):
     return rows
 
 
-def write_closed_loop_report(results, options, out_dir, notes=()):
-    """report.md, episodes.csv, summary.json and closed_loop.png; returns the report path."""
-    from spatialvla_ros.tools.closed_loop import summarize
+DDS_LOOP = 'simulator node + policy node as separate processes over DDS'
 
+
+def write_closed_loop_report(results, options, out_dir, notes=(), loop=DDS_LOOP):
+    """report.md, episodes.csv, summary.json and closed_loop.png; returns the report path.
+
+    `loop` says in words how the episodes ran (the DDS loop or the in-process runner).
+    """
     os.makedirs(out_dir, exist_ok=True)
     png = plot_closed_loop(results, os.path.join(out_dir, 'closed_loop.png'))
     header = ['task', 'episodes', 'successes', 'success rate [95% CI]', 'time to success [s]',
@@ -299,7 +294,7 @@ def write_closed_loop_report(results, options, out_dir, notes=()):
     seeds = f'{options.seed_start}..{options.seed_start + options.episodes - 1}'
     parts = ['# Closed-loop evaluation', '']
     parts += [f'- {n}' for n in notes]
-    parts += [f'- simulator node + policy node as separate processes over DDS; held-out seeds '
+    parts += [f'- {loop}; held-out seeds '
               f'{seeds} per task (demonstrations use seeds < 1,000,000)',
               f'- control {options.rate_hz:g} Hz, camera {options.image_size} px / '
               f'{options.fov_deg:g} deg field of view, max steps '
@@ -326,7 +321,44 @@ def write_closed_loop_report(results, options, out_dir, notes=()):
     return path
 
 
-__all__ = ['aggregate_metrics', 'closed_loop_rows', 'fmt', 'markdown_table',
+# ---------------------------------------------------------------------- checkpoint card
+def write_checkpoint_readme(out, info):
+    """Write README.md next to the weights: what this checkpoint is and how it was made.
+
+    `info` is the checkpoint's recipe.json (make_default_checkpoint writes both).
+    """
+    train, recipe, grounding = info['train'], info['recipe'], info.get('grounding')
+    lines = [
+        '# Default checkpoint (made by make_default_checkpoint)', '',
+        f'- command: `{info["command"]}` ({info["train_wall_s"]:.0f} s, '
+        f'{info["threads"]} torch thread(s))',
+        f'- plan `{recipe["plan"]}`, task `{recipe["task"]}`: {recipe["scenes"]} scenes (seeds '
+        f'0..{recipe["scenes"] - 1}) x {recipe["targets_per_scene"]} targets, camera '
+        f'{recipe["image_size"]} px / {recipe["fov_deg"]:g} deg',
+    ]
+    if grounding:
+        lines.append(f'- 3D grounding pre-training: {grounding["steps"]} steps; held-out scenes '
+                     f'{grounding["val_scene_seeds"][0]}..{grounding["val_scene_seeds"][1]}: '
+                     f'median error {100 * grounding["val_median_error_m"]:.1f} cm, '
+                     f'{100 * grounding["val_within_5cm"]:.0f}% within 5 cm (the mean centre: '
+                     f'{100 * grounding["baseline_median_error_m"]:.1f} cm)')
+    lines.append(f'- policy training: {train.get("steps")} steps; held-out action MSE '
+                 f'{train.get("val_mse"):.4g} (predicting the mean: '
+                 f'{train.get("baseline_mse"):.4g})')
+    cl = info.get('closed_loop')
+    if cl:
+        lines.append(f'- closed loop (simulator and policy node over DDS, '
+                     f'{recipe["execute_steps"]} actions per chunk) on held-out seeds '
+                     f'{cl["seeds"][0]}..{cl["seeds"][-1]}: {cl["successes"]}/{cl["episodes"]} '
+                     f'successful ({100 * cl["success_rate"]:.0f}%), mean time to success '
+                     f'{cl["time_to_success_s"]:.2f} s')
+    lines += ['', 'Files: config.yaml, model.safetensors, normalization.safetensors, tokenizer/ '
+              '(loaded by the policy node), recipe.json (everything above, machine-readable).']
+    with open(os.path.join(out, 'README.md'), 'w', encoding='utf-8') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+__all__ = ['DDS_LOOP', 'aggregate_metrics', 'closed_loop_rows', 'fmt', 'markdown_table',
            'plot_closed_loop', 'plot_replay_errors', 'plot_replay_trajectories', 'replay_section',
-           'wilson_interval', 'write_closed_loop_report', 'write_csv', 'write_json',
+           'write_checkpoint_readme', 'write_closed_loop_report', 'write_csv', 'write_json',
            'write_replay_report']

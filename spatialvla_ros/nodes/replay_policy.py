@@ -39,6 +39,8 @@ from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 from spatialvla_ros.core_types import ns_to_stamp
 from spatialvla_ros.core_types import stamp_to_ns
+from spatialvla_ros.data.bag_episodes import action_chunk
+from spatialvla_ros.data.bag_reader import BagFile
 from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from trajectory_msgs.msg import JointTrajectory
@@ -52,8 +54,6 @@ def recorded_stream(path, topic):
 
     Gives (stamps (N,) int64 header stamps, actions (N, A) float64, joint names).
     """
-    from spatialvla_ros.data.bag_reader import BagFile
-
     with BagFile(path) as bag:
         bag.require([topic])
         entries = bag.stamps({topic}, deserialize={topic})[topic]
@@ -73,9 +73,6 @@ class ReplayPolicyNode(Node):
 
     def __init__(self, ns):
         super().__init__('replay_policy')
-        from spatialvla_ros.data.bag_episodes import action_chunk
-
-        self._chunk_fn = action_chunk
         self.stamps, self.actions, self.names = recorded_stream(ns.bag, ns.action_topic)
         self.horizon, self.shift = ns.chunk_size, ns.shift_steps
         self.dt_ns = int(round(ns.dt * NS))
@@ -95,8 +92,8 @@ class ReplayPolicyNode(Node):
         # The training data's chunk rule picks the recorded index of every step (the values
         # themselves are taken in float64 below: action_chunk stores float32).
         index = np.arange(len(self.stamps), dtype=np.float32)[:, None]
-        picked, mask = self._chunk_fn(self.stamps, index, t0 + self.shift * self.dt_ns,
-                                      self.horizon, self.dt_ns)
+        picked, mask = action_chunk(self.stamps, index, t0 + self.shift * self.dt_ns,
+                                    self.horizon, self.dt_ns)
         valid = int(np.argmin(mask)) if not mask.all() else len(mask)   # leading valid steps
         if valid == 0:
             return

@@ -29,9 +29,6 @@ import os
 import threading
 import time
 
-from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState
-from lifecycle_msgs.srv import GetState
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
@@ -40,6 +37,9 @@ from spatialvla_ros.evaluation import replay
 from spatialvla_ros.nodes.bag_player import BagPlaybackError
 from spatialvla_ros.nodes.bag_player import BagPlayer
 from spatialvla_ros.nodes.bag_player import message_stamp_ns
+from spatialvla_ros.nodes.bag_player import open_bag
+from spatialvla_ros.nodes.lifecycle_client import LifecycleClient
+from spatialvla_ros.nodes.lifecycle_client import LifecycleError
 from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from trajectory_msgs.msg import JointTrajectory
@@ -109,8 +109,6 @@ class ReplayResult:
 
 def read_recorded_actions(path, topic):
     """Read the RecordedActions of `topic` in the bag at `path` (JointTrajectory, JointState)."""
-    from spatialvla_ros.nodes.bag_player import open_bag
-
     reader = open_bag(path)
     try:
         conns = [c for c in reader.connections if c.topic == topic]
@@ -138,11 +136,8 @@ class ReplayEvaluator(Node):
         self.create_subscription(JointTrajectory, options.trajectory_topic, self._on_traj, qos)
         self.create_subscription(ActionChunk, options.chunk_topic, self._on_chunk, qos)
         self.create_subscription(PolicyStatus, options.status_topic, self._on_status, 10)
-        self._change = self._get = None
-        if options.policy_node:
-            self._change = self.create_client(ChangeState,
-                                              f'{options.policy_node}/change_state')
-            self._get = self.create_client(GetState, f'{options.policy_node}/get_state')
+        self._policy = LifecycleClient(self, options.policy_node) if options.policy_node \
+            else None
 
     # ------------------------------------------------------------------ callbacks
     def _on_traj(self, msg):
@@ -159,28 +154,16 @@ class ReplayEvaluator(Node):
             self._status = msg
 
     # ------------------------------------------------------------------ helpers
-    def _call(self, client, request, timeout_s=30.0):
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout_s
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return future.result() if future.done() else None
-
     def reset_policy(self):
         """Take the lifecycle policy node through deactivate -> activate, if it is active."""
-        if self._change is None or not self._change.service_is_ready():
+        if self._policy is None or not self._policy.ready() or self._policy.state() != 'active':
             return False
-        state = self._call(self._get, GetState.Request(), 10.0)
-        if state is None or state.current_state.label != 'active':
+        try:
+            self._policy.ensure('inactive', 60.0)
+            self._policy.ensure('active', 60.0)
+        except LifecycleError as exc:
+            self.get_logger().warning(str(exc))
             return False
-        for transition in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_ACTIVATE):
-            request = ChangeState.Request()
-            request.transition.id = transition
-            answer = self._call(self._change, request)
-            if answer is None or not answer.success:
-                self.get_logger().warning(f'{self.options.policy_node}: lifecycle transition '
-                                          f'{transition} failed')
-                return False
         return True
 
     def wait_for_policy(self, player, observation_topic):

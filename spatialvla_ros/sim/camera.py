@@ -181,11 +181,3 @@ class Camera:
         depth = depth.astype(np.float32)
         depth[zbuf >= 1.0 - 1e-7] = np.nan               # background: no surface within far
         return rgb, depth, np.reshape(seg, (s.height, s.width))
-
-
-def unproject(depth, fx, fy, cx, cy):
-    """(H, W) metric depth -> (H, W, 3) float32 points in the optical frame (NaN stays NaN)."""
-    h, w = depth.shape
-    v, u = np.mgrid[0:h, 0:w].astype(np.float32)
-    z = depth.astype(np.float32)
-    return np.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], axis=-1)

@@ -21,6 +21,9 @@ A control tick at time t (every 1 / rate_hz seconds of simulated time):
   3. `advance()`: physics to t + dt under interpolated position control, then the success
      check. The episode ends at the first success or after the task's max_steps ticks, and its
      outcome is stamped with the time it ended.
+
+`run_episode` is the one expert episode loop: the demo generator (`tools.generate_demos`, also
+used by the default-checkpoint recipe) records it, the expert benchmark counts it.
 """
 
 import numpy as np
@@ -29,10 +32,12 @@ from spatialvla_ros.sim import messages as sim_msgs
 from spatialvla_ros.sim.expert import ScriptedExpert
 from spatialvla_ros.sim.panda_env import ACTION_NAMES
 from spatialvla_ros.sim.panda_env import STATE_NAMES
+from spatialvla_ros.sim.tasks import reach_task
 from spatialvla_ros.sim.tasks import sample_episode
 from spatialvla_ros.sim.tasks import SuccessChecker
 
 NS = 1_000_000_000
+T0_NS = 1_700_000_000 * NS   # stamp of every recorded episode's first tick (fixed: reproducible)
 
 
 class SimEpisode:
@@ -52,6 +57,8 @@ class SimEpisode:
         self.substeps = env.substeps(self.dt)
         env.reset(self.layout, t0_ns)
         self.checker = SuccessChecker(self.task, env)
+        self.ik = ik
+        self._max_steps = int(max_steps)
         self.expert = ScriptedExpert(self.task, env, self.dt, ik=ik) if expert else None
         self.steps = 0
         self.success = False
@@ -110,6 +117,31 @@ class SimEpisode:
         start = now if stamp_ns == 0 else int(stamp_ns)
         return self.env.executor.set_trajectory(names, start, offsets_ns, positions, now)
 
+    def reach_object(self, target, detour=0.0, detour_ticks=(3, 12)):
+        """Make this a reach of object number `target` of the scene, driven by the expert.
+
+        The scene (layout) stays the seed's; the target is chosen by the caller, so one scene
+        can be demonstrated with every object as the target: the same image with different
+        instructions and motions is what teaches a policy to read the instruction. With
+        probability `detour` (drawn from the seed and target), the arm first heads for another
+        object for a few ticks that are not part of the episode: from HOME, frames after the
+        first give the target away through where the arm is heading; after a detour only the
+        instruction tells where to go (and the policy sees how to recover).
+        """
+        objects = self.layout.objects
+        rng = np.random.default_rng([self.seed, target, 20260])
+        if rng.uniform() < detour:
+            other = objects[(target + 1 + int(rng.integers(len(objects) - 1))) % len(objects)]
+            self.expert = ScriptedExpert(reach_task(other.name), self.env, self.dt, ik=self.ik)
+            for _ in range(int(rng.integers(detour_ticks[0], detour_ticks[1] + 1))):
+                self.expert_command()           # applied to the robot, not recorded
+                self.env.step(self.substeps)
+            self.expert.close()
+        self.task = reach_task(objects[target % len(objects)].name)
+        self.max_steps = self._max_steps if self._max_steps > 0 else self.task.max_steps
+        self.checker = SuccessChecker(self.task, self.env)
+        self.expert = ScriptedExpert(self.task, self.env, self.dt, ik=self.ik)
+
     # --- time --------------------------------------------------------------------------------
     def advance(self):
         """Physics for one control period, then the success check; True when the episode ends."""
@@ -126,25 +158,38 @@ class SimEpisode:
             self.expert.close()
 
 
-def run_episode(env, task_name, seed, t0_ns, rate_hz=10.0, topics=None, ik=None, sink=None,
-                camera=True, max_steps=0):
+def run_episode(env, task_name, seed, t0_ns=T0_NS, rate_hz=10.0, topics=None, ik=None,
+                sink=None, camera=True, max_steps=0, target=None, detour=0.0, settle_ticks=0):
     """Run one expert episode; `sink(log_time_ns, messages)` receives each tick's messages.
 
-    Returns (task, success, steps). Without a sink (benchmarks) nothing is rendered.
+    Returns (task, success, steps). Without a sink (benchmarks) nothing is rendered. With
+    `target` (reach only) the expert reaches object number `target` of the seed's scene,
+    after a detour with probability `detour` (`SimEpisode.reach_object`). A successful episode
+    goes on for `settle_ticks` more ticks: the success check fires while the arm is still
+    descending, and without what follows a policy never sees how the reach ends (it learns to
+    hover).
     """
-    episode = SimEpisode(env, task_name, seed, t0_ns, rate_hz, topics, expert=True, ik=ik,
-                         max_steps=max_steps)
+    if target is not None and task_name != 'reach':
+        raise ValueError(f'target: only a reach has an object number as its target, got task '
+                         f'{task_name!r}')
+    episode = SimEpisode(env, task_name, seed, t0_ns, rate_hz, topics, expert=target is None,
+                         ik=ik, max_steps=max_steps)
     render = camera and sink is not None
     try:
+        if target is not None:
+            episode.reach_object(target, detour)
         if sink is not None:
             sink(env.time_ns, episode.start_messages())
+        settled = 0
         while True:
             tick = episode.observe(render) if sink is not None else []
             command = episode.expert_command()
             if sink is not None:
                 sink(env.time_ns, tick + [command])
-            if episode.advance():
+            episode.advance()
+            if episode.done and (not episode.success or settled >= settle_ticks):
                 break
+            settled += 1 if episode.done else 0
         if sink is not None:
             sink(env.time_ns, [episode.outcome_message()])
         return episode.task, episode.success, episode.steps

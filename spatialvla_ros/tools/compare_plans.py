@@ -22,6 +22,10 @@ equal terms and prints / writes one table.
     spatialvla_compare --generate-demos 60 --steps 20 --episodes 2        # a quick smoke run
     spatialvla_compare --data demos/ --checkpoint late_gemma=ckpt/a --checkpoint ...
 
+The closed-loop flags (--tasks, --episodes, --seed-start, --execute-steps, --image-size, ...)
+are spatialvla_closed_loop's, with the same meaning; the closed loop of every plan runs against
+one simulator process in a ROS domain of the comparison's own.
+
 Writes OUT/comparison.md (Markdown table + the run's configuration, seeds and hardware),
 OUT/comparison.csv, OUT/comparison.json, plus each plan's training run, latency JSON and
 closed-loop report under OUT/<plan>/.
@@ -32,7 +36,20 @@ import os
 import sys
 import time
 
+from spatialvla_ros.evaluation import comparison
+from spatialvla_ros.evaluation import report
+from spatialvla_ros.evaluation.closed_loop import sim_parameters
+from spatialvla_ros.evaluation.closed_loop import summarize
 from spatialvla_ros.models.configuration_spatialvla import PLANS
+from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
+from spatialvla_ros.tools import generate_demos
+from spatialvla_ros.tools.closed_loop import run_closed_loop
+from spatialvla_ros.tools.flags import add_closed_loop_arguments
+from spatialvla_ros.tools.flags import options_from_args
+from spatialvla_ros.tools.processes import isolated_domain
+from spatialvla_ros.tools.processes import start_sim
+from spatialvla_ros.training.configuration_training import TrainingConfig
+import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -45,35 +62,24 @@ def build_parser():
     parser.add_argument('--data', nargs='+', default=[],
                         help='demonstration bags (folders of rosbag2 directories)')
     parser.add_argument('--generate-demos', type=int, default=0, metavar='N',
-                        help='first generate N scripted demos (seeds 0..N-1) into OUT/demos')
+                        help='first generate N scripted demos (seeds 0..N-1) into OUT/demos, '
+                             "with the closed loop's camera (--image-size, --fov-deg)")
     parser.add_argument('--demo-tasks', default='reach', help='tasks of generated demos')
-    parser.add_argument('--image-size', type=int, default=128,
-                        help='camera size of generated demos and of the closed loop [px]')
-    parser.add_argument('--fov-deg', type=float, default=60.0,
-                        help='closed-loop camera field of view [deg] (generate_demos records '
-                             'with 60; match your --data)')
     parser.add_argument('--plans', default=','.join(PLANS), help='comma list of plans')
     parser.add_argument('--config-dir', default=os.path.join(REPO, 'config'),
                         help='where <plan>.yaml lives (default: the tiny configs)')
     parser.add_argument('--checkpoint', action='append', default=[], metavar='PLAN=DIR',
-                        help='use this checkpoint instead of training the plan (repeatable)')
+                        help='use this checkpoint instead of training the plan (repeatable); '
+                             "the first one's recipe.json fills in the closed-loop flags left 0")
     parser.add_argument('--steps', type=int, default=0, help='training steps (0: config)')
     parser.add_argument('--batch-size', type=int, default=0, help='batch size (0: config)')
     parser.add_argument('--seed', type=int, default=-1, help='training seed (-1: config)')
-    parser.add_argument('--tasks', default='reach', help='closed-loop tasks (comma list)')
-    parser.add_argument('--episodes', type=int, default=10,
-                        help='closed-loop episodes per task (0: skip the closed loop)')
-    parser.add_argument('--max-steps', type=int, default=0,
-                        help='closed-loop ticks per episode (0: task default)')
-    parser.add_argument('--execute-steps', type=int, default=0,
-                        help='actions executed per chunk in closed loop (0: every frame)')
     parser.add_argument('--latency-repeats', type=int, default=10)
     parser.add_argument('--heldout-samples', type=int, default=256,
                         help='held-out frames scored per plan (evenly spaced)')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads of training and timing (equal terms; default 1)')
-    parser.add_argument('--out-dir', default='comparison', help='output folder')
-    return parser
+    return add_closed_loop_arguments(parser, episodes=10, out_dir='comparison', min_episodes=0)
 
 
 def _parse_checkpoints(values, plans):
@@ -90,32 +96,25 @@ def _parse_checkpoints(values, plans):
 def main(args=None):
     ns = build_parser().parse_args(args)
     plans = tuple(p for p in ns.plans.split(',') if p)
-    tasks = tuple(t for t in ns.tasks.split(',') if t)
-    from spatialvla_ros.sim.constants import TASKS
     try:
         if not plans or any(p not in PLANS for p in plans):
             raise ValueError(f'--plans {ns.plans!r}: expected a comma list of {PLANS}')
-        if any(t not in TASKS for t in tasks) or not tasks:
-            raise ValueError(f'--tasks {ns.tasks!r}: expected a comma list of {TASKS}')
         checkpoints = _parse_checkpoints(ns.checkpoint, plans)
         if not ns.data and not ns.generate_demos:
             raise ValueError('give --data DEMOS or --generate-demos N')
+        cl_options = options_from_args(ns, next(iter(checkpoints.values()), ''))
     except ValueError as exc:
         print(f'spatialvla_compare: error: {exc}', file=sys.stderr)
         return 2
-    return run(ns, plans, tasks, checkpoints)
+    return run(ns, plans, cl_options, checkpoints)
 
 
 def _say(text):
     print(f'[compare {time.strftime("%H:%M:%S")}] {text}', flush=True)
 
 
-def run(ns, plans, tasks, checkpoints, env=None):
-    import torch
-
-    from spatialvla_ros.tools import closed_loop
-    from spatialvla_ros.evaluation import comparison
-
+def run(ns, plans, cl_options, checkpoints, env=None):
+    """Train or load every plan, measure it, write the table; returns the exit code."""
     torch.set_num_threads(max(1, ns.threads))
     out = os.path.abspath(ns.out_dir)
     os.makedirs(out, exist_ok=True)
@@ -123,49 +122,40 @@ def run(ns, plans, tasks, checkpoints, env=None):
     env.setdefault('OMP_NUM_THREADS', str(max(1, ns.threads)))
     data = [os.path.abspath(d) for d in ns.data]
     if ns.generate_demos:
-        from spatialvla_ros.tools import generate_demos
         demos = os.path.join(out, 'demos')
         _say(f'generating {ns.generate_demos} scripted demonstrations into {demos}')
         if not os.path.isdir(demos):
             generate_demos.main(['--out', demos, '--episodes', str(ns.generate_demos),
                                  '--tasks', ns.demo_tasks, '--image-size',
-                                 str(ns.image_size), '--no-cloud'])
+                                 str(cl_options.image_size), '--fov-deg',
+                                 str(cl_options.fov_deg), '--no-cloud'])
         data.append(demos)
     cache = os.path.join(out, 'cache')
     overrides = {k: v for k, v in (('steps', ns.steps), ('batch_size', ns.batch_size))
                  if v > 0}
     if ns.seed >= 0:
         overrides['seed'] = ns.seed
-    cl_options = closed_loop.ClosedLoopOptions(
-        tasks=tasks, episodes=max(ns.episodes, 0), max_steps=ns.max_steps,
-        execute_steps=ns.execute_steps, image_size=ns.image_size, fov_deg=ns.fov_deg)
+    tasks = cl_options.tasks
     sim = None
-    try:
-        if ns.episodes > 0:   # one simulator process serves every plan
-            from spatialvla_ros.tools.processes import start_sim
-            sim = start_sim(os.path.join(out, 'sim_node.log'),
-                            closed_loop.sim_parameters(cl_options), env)
-        results, configs, heldout_sets = _measure_plans(
-            ns, plans, tasks, checkpoints, data, out, cache, overrides, cl_options, sim, env)
-    finally:
-        if sim is not None:
-            sim.stop()
-    notes = _notes(ns, data, configs, heldout_sets, cl_options, comparison)
-    md, text = comparison.write_comparison(results, tasks if ns.episodes > 0 else (), notes,
-                                           out)
+    with isolated_domain(env) as env:     # the plans' nodes share one domain, nobody else's
+        try:
+            if cl_options.episodes > 0:   # one simulator process serves every plan
+                sim = start_sim(os.path.join(out, 'sim_node.log'), sim_parameters(cl_options),
+                                env)
+            results, configs, heldout_sets = _measure_plans(
+                ns, plans, checkpoints, data, out, cache, overrides, cl_options, sim, env)
+        finally:
+            if sim is not None:
+                sim.stop()
+    notes = _notes(ns, data, configs, heldout_sets, cl_options)
+    md, text = comparison.write_comparison(results, tasks if cl_options.episodes > 0 else (),
+                                           notes, out)
     print(text)
     _say(f'written: {md}, {os.path.join(out, "comparison.csv")}')
     return 0
 
 
-def _measure_plans(ns, plans, tasks, checkpoints, data, out, cache, overrides, cl_options, sim,
-                   env):
-    from spatialvla_ros.evaluation import comparison
-    from spatialvla_ros.evaluation import report
-    from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
-    from spatialvla_ros.tools import closed_loop
-    from spatialvla_ros.training.configuration_training import TrainingConfig
-
+def _measure_plans(ns, plans, checkpoints, data, out, cache, overrides, cl_options, sim, env):
     results, configs, heldout_sets = [], {}, {}
     for plan in plans:
         plan_dir = os.path.join(out, plan)
@@ -195,9 +185,9 @@ def _measure_plans(ns, plans, tasks, checkpoints, data, out, cache, overrides, c
         result.heldout = comparison.heldout_action_error(policy, heldout_sets[key],
                                                          ns.heldout_samples)
         del policy
-        if ns.episodes > 0:
-            _say(f'{plan}: closed loop, {ns.episodes} held-out episode(s) per task')
-            episodes = closed_loop.run_closed_loop(
+        if cl_options.episodes > 0:
+            _say(f'{plan}: closed loop, {cl_options.episodes} held-out episode(s) per task')
+            episodes = run_closed_loop(
                 result.checkpoint, cl_options, os.path.join(plan_dir, 'closed_loop'), env,
                 progress=lambda r, d, t: _say(f'  {r.task} seed {r.seed}: '
                                               f'{"success" if r.success else "failure"}'),
@@ -205,12 +195,12 @@ def _measure_plans(ns, plans, tasks, checkpoints, data, out, cache, overrides, c
             report.write_closed_loop_report(episodes, cl_options,
                                             os.path.join(plan_dir, 'closed_loop'),
                                             notes=[f'plan {plan}: `{result.checkpoint}`'])
-            result.closed_loop = closed_loop.summarize(episodes, tasks)
+            result.closed_loop = summarize(episodes, cl_options.tasks)
         results.append(result)
     return results, configs, heldout_sets
 
 
-def _notes(ns, data, configs, heldout_sets, cl, comparison):
+def _notes(ns, data, configs, heldout_sets, cl):
     first = next(iter(configs.values()))
     train = first.train
     hw = comparison.hardware_notes()

@@ -12,62 +12,159 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Generate scripted-expert demonstrations: one rosbag2 (mcap) per episode, in parallel.
+"""Generate scripted-expert demonstrations: one rosbag2 (mcap) per episode, in parallel, cached.
 
 Episode i runs task tasks[i % len(tasks)] with seed seed_start + i and is written to
 OUT/<task>_<seed:06d>/ with exactly the topics, types and stamps the sim node publishes live
-(see spatialvla_ros.sim.rollout). Episodes are independent, so they are spread over worker
-processes (no ROS middleware involved). OUT/summary.json lists every episode's outcome.
+(the episode loop is `sim.rollout.run_episode`'s). Episodes are independent, so they are spread
+over worker processes (no ROS middleware involved). OUT/summary.json lists the recording
+settings and every episode's outcome; it is the cache: a rerun with the same settings records
+only the episodes not listed yet, and a folder recorded with other settings is refused.
+
+`generate` is the one demonstration generator of the project: the default-checkpoint recipe
+calls it with its own jobs (every object of a scene as the target, detours, settle ticks).
 """
 
 import argparse
+from dataclasses import asdict
+from dataclasses import dataclass
 import json
 import multiprocessing
 import os
 import shutil
 import sys
 
+from spatialvla_ros.data.recorder import EpisodeRecorder
+from spatialvla_ros.sim import messages as sim_msgs
+from spatialvla_ros.sim.camera import CameraSpec
 from spatialvla_ros.sim.constants import TASKS
+from spatialvla_ros.sim.expert import PandaIK
+from spatialvla_ros.sim.panda_env import PandaEnv
+from spatialvla_ros.sim.rollout import run_episode
+from spatialvla_ros.sim.rollout import T0_NS
+from spatialvla_ros.tools.flags import task_list
 from tqdm import tqdm
 
-T0_NS = 1_700_000_000 * 1_000_000_000   # stamp of every episode's first tick (fixed: reproducible)
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """How demonstrations are recorded; equal settings + seeds give equal bags (the cache key)."""
+
+    width: int = 128                 # camera [px]
+    height: int = 128
+    fov_deg: float = 60.0            # camera vertical field of view [deg]
+    renderer: str = 'tiny'
+    rate_hz: float = 10.0            # control and camera rate
+    cloud: bool = True               # record the PointCloud2
+    detour: float = 0.0              # share of targeted reaches that start after a detour
+    settle_ticks: int = 0            # ticks still recorded after success
+    keep_failed: bool = False        # keep bags of failed episodes (outcome success=false)
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    """One episode: `task` on the scene of `seed`; `target` >= 0 picks the reach's object."""
+
+    task: str
+    seed: int
+    target: int = -1
+
+    @property
+    def name(self):
+        suffix = f'_{self.target}' if self.target >= 0 else ''
+        return f'{self.task}_{self.seed:06d}{suffix}'
+
 
 _worker = {}
 
 
-def _init_worker(options):
+def _init_worker(settings):
     # One simulator + IK solver per process, reused by its episodes (loading the Panda is slow).
-    from spatialvla_ros.sim.camera import CameraSpec
-    from spatialvla_ros.sim.expert import PandaIK
-    from spatialvla_ros.sim.messages import SimTopics
-    from spatialvla_ros.sim.panda_env import PandaEnv
-    spec = CameraSpec(width=options['width'], height=options['height'],
-                      renderer=options['renderer'])
+    spec = CameraSpec(width=settings.width, height=settings.height, fov_deg=settings.fov_deg,
+                      renderer=settings.renderer)
     _worker['env'] = PandaEnv(spec)
     _worker['ik'] = PandaIK()
-    _worker['topics'] = SimTopics(cloud='' if options['no_cloud'] else SimTopics.cloud)
-    _worker['options'] = options
+    _worker['topics'] = sim_msgs.SimTopics(cloud=sim_msgs.SimTopics.cloud if settings.cloud
+                                           else '')
+    _worker['settings'] = settings
 
 
-def _run_one(job):
-    from spatialvla_ros.data.recorder import EpisodeRecorder
-    from spatialvla_ros.sim import messages as sim_msgs
-    from spatialvla_ros.sim.rollout import run_episode
-    task_name, seed = job
-    options, topics = _worker['options'], _worker['topics']
-    path = os.path.join(options['out'], f'{task_name}_{seed:06d}')
+def _run_one(args):
+    out, job = args
+    settings, topics = _worker['settings'], _worker['topics']
+    path = os.path.join(out, job.name)
     recorder = EpisodeRecorder(path, sim_msgs.topic_table(topics), sim_msgs.typestore())
     try:
-        task, success, steps = run_episode(_worker['env'], task_name, seed, T0_NS,
-                                           options['rate'], topics, _worker['ik'],
-                                           sink=recorder.write)
+        task, success, steps = run_episode(
+            _worker['env'], job.task, job.seed, T0_NS, settings.rate_hz, topics, _worker['ik'],
+            sink=recorder.write, target=None if job.target < 0 else job.target,
+            detour=settings.detour, settle_ticks=settings.settle_ticks)
     finally:
         recorder.close()
-    if not success and not options['keep_failed']:
+    if not success and not settings.keep_failed:
         shutil.rmtree(path)
-    return {'bag': os.path.basename(path), 'task': task_name, 'seed': seed,
+    return {'bag': job.name, 'task': job.task, 'seed': job.seed, 'target': job.target,
             'success': bool(success), 'steps': steps, 'instruction': task.instruction,
-            'kept': bool(success or options['keep_failed'])}
+            'kept': bool(success or settings.keep_failed)}
+
+
+def _read_summary(out, settings):
+    """Episodes already recorded into `out` with `settings` (by bag name)."""
+    path = os.path.join(out, 'summary.json')
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding='utf-8') as f:
+        data = json.load(f)
+    rows = data.get('episodes', [])
+    if rows and data.get('settings') != json.loads(json.dumps(asdict(settings))):
+        old = data.get('settings') or {}
+        diff = sorted(k for k, v in asdict(settings).items() if old.get(k) != v)
+        raise ValueError(f'{out}: holds demonstrations recorded with other settings '
+                         f'({", ".join(diff) or "unknown"} differ); choose another folder')
+    return {r['bag']: r for r in rows}
+
+
+def _write_summary(out, settings, rows):
+    ordered = sorted(rows.values(), key=lambda r: (r['task'], r['seed'], r.get('target', -1)))
+    with open(os.path.join(out, 'summary.json'), 'w', encoding='utf-8') as f:
+        json.dump({'settings': asdict(settings), 'episodes': ordered}, f, indent=1)
+
+
+def generate(out, jobs, settings, workers=1, progress=True):
+    """Record `jobs` (DemoJob) into `out` with `settings`; returns the outcome row of each job.
+
+    Jobs listed in out/summary.json are not recorded again (the cache); a folder of a job that
+    is not listed there is the remainder of an interrupted run and is recorded anew.
+    """
+    os.makedirs(out, exist_ok=True)
+    rows = _read_summary(out, settings)
+    todo = [j for j in jobs if j.name not in rows
+            or (rows[j.name]['kept'] and not os.path.isdir(os.path.join(out, j.name)))]
+    for job in todo:
+        shutil.rmtree(os.path.join(out, job.name), ignore_errors=True)
+    if not todo:
+        return [rows[j.name] for j in jobs]
+    workers = max(1, min(workers, len(todo)))
+    bar = tqdm(total=len(todo), unit='episode', desc='demonstrations', disable=not progress)
+    pool = None
+    if workers == 1:
+        _init_worker(settings)
+        outcomes = map(_run_one, [(out, j) for j in todo])
+    else:
+        pool = multiprocessing.get_context('spawn').Pool(workers, _init_worker, (settings,))
+        outcomes = pool.imap_unordered(_run_one, [(out, j) for j in todo])
+    try:
+        for row in outcomes:
+            rows[row['bag']] = row
+            bar.update(1)
+            bar.set_postfix(success=f'{sum(r["success"] for r in rows.values())}/{len(rows)}')
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+        _write_summary(out, settings, rows)
+    return [rows[j.name] for j in jobs]
 
 
 def _image_size(text):
@@ -83,22 +180,15 @@ def _image_size(text):
     return w, h
 
 
-def _tasks(text):
-    names = [t.strip() for t in text.split(',') if t.strip()]
-    bad = [t for t in names if t not in TASKS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(f'got {text!r}, expected a comma list of {TASKS}')
-    return names
-
-
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='generate_demos',
         description='Record scripted-expert episodes of the Panda simulator as rosbag2 (mcap) '
-                    'bags, one directory per episode, using several processes.')
+                    'bags, one directory per episode, using several processes. Episodes '
+                    'already recorded into --out with the same settings are kept.')
     parser.add_argument('--out', required=True, help='output folder (created if missing)')
     parser.add_argument('--episodes', type=int, default=30, help='number of episodes (N)')
-    parser.add_argument('--tasks', type=_tasks, default=list(TASKS),
+    parser.add_argument('--tasks', type=task_list, default=TASKS,
                         help='comma list of tasks, cycled over episodes (default: %(default)s)')
     parser.add_argument('--seed-start', type=int, default=0,
                         help='seed of the first episode; episode i uses seed-start + i')
@@ -106,6 +196,8 @@ def build_parser():
                         help='worker processes (default: cores - 1)')
     parser.add_argument('--image-size', type=_image_size, default=(128, 128),
                         help='camera image size, N or WxH pixels (default: 128)')
+    parser.add_argument('--fov-deg', type=float, default=DemoSettings.fov_deg,
+                        help='camera vertical field of view [deg] (default: %(default)s)')
     parser.add_argument('--rate', type=float, default=10.0,
                         help='control and camera rate [Hz] (default: 10)')
     parser.add_argument('--renderer', choices=('tiny', 'egl'), default='tiny',
@@ -118,49 +210,19 @@ def build_parser():
 
 def main(args=None):
     ns = build_parser().parse_args(args)
-    if ns.episodes < 1:
-        print(f'error: --episodes: got {ns.episodes}, expected >= 1', file=sys.stderr)
+    if ns.episodes < 1 or not ns.tasks:
+        print(f'error: --episodes {ns.episodes} / --tasks {",".join(ns.tasks)!r}: expected at '
+              'least one episode and one task', file=sys.stderr)
         return 2
-    jobs = [(ns.tasks[i % len(ns.tasks)], ns.seed_start + i) for i in range(ns.episodes)]
-    clash = [f'{t}_{s:06d}' for t, s in jobs
-             if os.path.exists(os.path.join(ns.out, f'{t}_{s:06d}'))]
-    if clash:
-        print(f'error: --out {ns.out}: episode folders exist already ({clash[0]}, ...); '
-              'choose another folder or --seed-start', file=sys.stderr)
-        return 2
-    os.makedirs(ns.out, exist_ok=True)
-    options = {'out': ns.out, 'width': ns.image_size[0], 'height': ns.image_size[1],
-               'renderer': ns.renderer, 'rate': ns.rate, 'no_cloud': ns.no_cloud,
-               'keep_failed': ns.keep_failed}
-    workers = max(1, min(ns.workers, len(jobs)))
-    results = []
-    bar = tqdm(total=len(jobs), unit='episode', desc='generate_demos')
-    if workers == 1:
-        _init_worker(options)
-        outcomes = map(_run_one, jobs)
-    else:
-        pool = multiprocessing.get_context('spawn').Pool(workers, _init_worker, (options,))
-        outcomes = pool.imap_unordered(_run_one, jobs)
+    settings = DemoSettings(width=ns.image_size[0], height=ns.image_size[1], fov_deg=ns.fov_deg,
+                            renderer=ns.renderer, rate_hz=ns.rate, cloud=not ns.no_cloud,
+                            keep_failed=ns.keep_failed)
+    jobs = [DemoJob(ns.tasks[i % len(ns.tasks)], ns.seed_start + i) for i in range(ns.episodes)]
     try:
-        for result in outcomes:
-            results.append(result)
-            bar.update(1)
-            bar.set_postfix(success=f'{sum(r["success"] for r in results)}/{len(results)}')
-    finally:
-        bar.close()
-        if workers > 1:
-            pool.close()
-            pool.join()
-    summary = os.path.join(ns.out, 'summary.json')
-    earlier = []
-    if os.path.exists(summary):                  # earlier runs into the same folder
-        with open(summary, encoding='utf-8') as f:
-            earlier = json.load(f).get('episodes', [])
-    new = {r['bag'] for r in results}
-    rows = [r for r in earlier if r.get('bag') not in new] + results
-    rows.sort(key=lambda r: (r['task'], r['seed']))
-    with open(summary, 'w', encoding='utf-8') as f:
-        json.dump({'episodes': rows}, f, indent=1)
+        results = generate(ns.out, jobs, settings, ns.workers)
+    except ValueError as exc:
+        print(f'error: --out {ns.out}: {exc}', file=sys.stderr)
+        return 2
     for task in ns.tasks:
         rows = [r for r in results if r['task'] == task]
         if rows:
@@ -168,6 +230,8 @@ def main(args=None):
             print(f'{task}: {ok}/{len(rows)} successful')
     return 0
 
+
+__all__ = ['DemoJob', 'DemoSettings', 'build_parser', 'generate', 'main']
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -20,8 +20,10 @@
 
 1. demonstrations: the scripted expert reaches every object of RECIPE['scenes'] simulator
    scenes (the layouts of seeds 0..scenes-1), one episode per object, recorded exactly as the
-   sim node publishes (rosbag2 mcap) under <work-dir>/demos. One scene with several
-   instructions and motions is what makes a model read the instruction at all;
+   sim node publishes (rosbag2 mcap) by the project's one generator (`generate_demos.generate`)
+   under <work-dir>/demos/<digest of the recording settings>: a rerun that changes only
+   training reuses them. One scene with several instructions and motions is what makes a
+   model read the instruction at all;
 2. config: config/<plan>.yaml with RECIPE['config'] applied (written to <work-dir>);
 3. 3D grounding pre-training of the encoder and VLM (training.grounding): from the first
    frame of every demonstrated scene, regress the 3D centre of the object each instruction
@@ -33,7 +35,8 @@
 5. the model files of the final checkpoint are copied to --out (checkpoints/default), with
    recipe.json (how it was made: command, recipe, held-out errors, closed-loop result) and
    README.md; with --eval-episodes N, a closed-loop evaluation on held-out seeds
-   (1,000,000 + i) with the simulator and policy node processes goes into both.
+   (1,000,000 + i) with the simulator and policy node processes (`tools.closed_loop`, as
+   spatialvla_closed_loop runs it) goes into both.
 
 The camera of the recipe looks at the workspace with a 38 degree field of view (the
 simulator's default is 60): at 64 px an object then covers about 4x4 pixels instead of 2x2.
@@ -43,6 +46,8 @@ recipe.json, so the checkpoint is always run with the camera it was trained with
 
 import argparse
 import copy
+from dataclasses import asdict
+import hashlib
 import json
 import os
 import shutil
@@ -50,7 +55,33 @@ import sys
 import time
 
 import numpy as np
+from spatialvla_ros.core_types import NormalizationStats
+from spatialvla_ros.evaluation import report
+from spatialvla_ros.evaluation.closed_loop import ClosedLoopOptions
+from spatialvla_ros.evaluation.closed_loop import summarize
+from spatialvla_ros.models.checkpoint import save_checkpoint
 from spatialvla_ros.models.configuration_spatialvla import PLANS
+from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
+from spatialvla_ros.perception.observation_builder import key_topics
+from spatialvla_ros.perception.observation_builder import ObservationBuilder
+from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
+from spatialvla_ros.sim.camera import CameraSpec
+from spatialvla_ros.sim.messages import SimTopics
+from spatialvla_ros.sim.panda_env import PandaEnv
+from spatialvla_ros.sim.rollout import SimEpisode
+from spatialvla_ros.sim.rollout import T0_NS
+from spatialvla_ros.sim.tasks import reach_task
+from spatialvla_ros.sim.vocabulary import build_demo_tokenizer
+from spatialvla_ros.tools.closed_loop import run_closed_loop
+from spatialvla_ros.tools.generate_demos import DemoJob
+from spatialvla_ros.tools.generate_demos import DemoSettings
+from spatialvla_ros.tools.generate_demos import generate
+from spatialvla_ros.training.configuration_training import TrainingConfig
+from spatialvla_ros.training.grounding import GroundingSample
+from spatialvla_ros.training.grounding import pretrain_grounding
+from spatialvla_ros.training.options import TrainOptions
+from spatialvla_ros.training.trainer import train
+import torch
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -65,9 +96,10 @@ RECIPE = {
     'scenes': 400,                # simulator scenes (layouts of seeds 0..scenes-1)
     'targets_per_scene': 4,       # demonstrations per scene, one per object as the target
     'detour': 0.75,               # share of demonstrations recorded after a detour (see
-    #                               _reach_episode: the arm first heads for another object)
+    #                               SimEpisode.reach_object: the arm first heads for another
+    #                               object)
     'settle_ticks': 8,            # ticks still recorded after success (the expert finishes
-    #                               its descent and holds; see _reach_episode)
+    #                               its descent and holds; see sim.rollout.run_episode)
     'grounding_steps': 3000,      # 3D grounding pre-training of encoder + VLM (0: skip)
     'grounding_val_scenes': 50,   # held-out scenes for its error (seeds 2,000,000 + i)
     'image_size': 64,             # simulator camera [px] (demos and closed loop)
@@ -105,8 +137,6 @@ def _merge(base, changes):
 
 def write_recipe_config(recipe, path):
     """config/<plan>.yaml + recipe['config'] -> `path` (validated as a TrainingConfig)."""
-    from spatialvla_ros.training.configuration_training import TrainingConfig
-
     with open(os.path.join(REPO, 'config', f'{recipe["plan"]}.yaml'), encoding='utf-8') as f:
         base = yaml.safe_load(f)
     data = _merge(base, recipe['config'])
@@ -117,116 +147,22 @@ def write_recipe_config(recipe, path):
     return TrainingConfig.from_yaml(path)
 
 
-_worker = {}
+def record_demonstrations(recipe, work, workers=0, progress=True):
+    """Stage 1: every object of every recipe scene as a reach target; returns (folder, rows).
 
-
-def _init_worker(width, fov_deg, detour, settle_ticks):
-    from spatialvla_ros.sim.camera import CameraSpec
-    from spatialvla_ros.sim.expert import PandaIK
-    from spatialvla_ros.sim.panda_env import PandaEnv
-
-    _worker['env'] = PandaEnv(CameraSpec(width=width, height=width, fov_deg=fov_deg))
-    _worker['ik'] = PandaIK()
-    _worker['detour'] = detour
-    _worker['settle_ticks'] = settle_ticks
-
-
-def _reach_episode(env, ik, seed, target, sink, detour=0.0, detour_ticks=(3, 12),
-                   settle_ticks=0):
-    """One scripted reach episode of scene `seed` towards object number `target`.
-
-    The scene (layout) is the simulator's for `seed`; the target is chosen here instead of by
-    the seed, so one scene is demonstrated with every object as the target: the same image
-    with different instructions and different motions is what teaches the policy to read the
-    instruction. With probability `detour`, the arm first heads for another object for a few
-    unrecorded ticks and the recording starts there: from HOME, frames after the first give
-    the target away through where the arm is heading, so a policy would learn to continue the
-    motion instead of reading the instruction; after a detour only the instruction tells
-    where to go (and the policy sees how to recover). A successful episode is recorded for
-    `settle_ticks` more ticks: the success check fires while the arm is still descending, and
-    without what follows a policy never sees how the reach ends (it learns to hover). The
-    loop is sim.episode.run_episode's, with the task replaced.
+    The folder is named by a digest of the recording settings, so changing only the training
+    part of the recipe reuses the demonstrations, and changing how they are recorded starts a
+    new folder instead of mixing two kinds.
     """
-    from spatialvla_ros.sim.rollout import SimEpisode
-    from spatialvla_ros.sim.expert import ScriptedExpert
-    from spatialvla_ros.sim.messages import SimTopics
-    from spatialvla_ros.sim.tasks import SuccessChecker
-    from spatialvla_ros.sim.tasks import reach_task
-    from spatialvla_ros.tools.generate_demos import T0_NS
-
-    episode = SimEpisode(env, 'reach', seed, T0_NS, topics=SimTopics(cloud=''), ik=ik)
-    objects = episode.layout.objects
-    rng = np.random.default_rng([seed, target, 20260])
-    if rng.uniform() < detour:
-        other = objects[(target + 1 + int(rng.integers(len(objects) - 1))) % len(objects)]
-        episode.expert = ScriptedExpert(reach_task(other.name), env, episode.dt, ik=ik)
-        for _ in range(int(rng.integers(detour_ticks[0], detour_ticks[1] + 1))):
-            episode.expert_command()           # applied to the robot, not recorded
-            env.step(episode.substeps)
-        episode.expert.close()
-    task = reach_task(objects[target % len(objects)].name)
-    episode.task, episode.max_steps = task, task.max_steps
-    episode.checker = SuccessChecker(task, env)
-    episode.expert = ScriptedExpert(task, env, episode.dt, ik=ik)
-    try:
-        sink(env.time_ns, episode.start_messages())
-        settled = 0
-        while True:
-            tick = episode.observe(True)
-            sink(env.time_ns, tick + [episode.expert_command()])
-            episode.advance()
-            if episode.done and (not episode.success or settled >= settle_ticks):
-                break
-            settled += episode.done
-        sink(env.time_ns, [episode.outcome_message()])
-        return episode.success
-    finally:
-        episode.close()
-
-
-def _record(job):
-    from spatialvla_ros.data.recorder import EpisodeRecorder
-    from spatialvla_ros.sim import messages as sim_msgs
-
-    out, seed, target = job
-    path = os.path.join(out, f'reach_{seed:06d}_{target}')
-    recorder = EpisodeRecorder(path, sim_msgs.topic_table(sim_msgs.SimTopics(cloud='')),
-                               sim_msgs.typestore())
-    try:
-        success = _reach_episode(_worker['env'], _worker['ik'], seed, target, recorder.write,
-                                 _worker['detour'], settle_ticks=_worker['settle_ticks'])
-    finally:
-        recorder.close()
-    if not success:
-        shutil.rmtree(path)
-    return bool(success)
-
-
-def generate_demonstrations(out, scenes, targets, image_size, fov_deg, detour=0.0,
-                            settle_ticks=0, workers=0):
-    """Record scripted reach episodes: scenes 0..scenes-1, `targets` objects each.
-
-    Bags are named reach_<scene seed>_<target>. generate_demos records one episode per seed
-    with the simulator's default camera; the recipe's camera has a narrower field of view and
-    demonstrates every scene with several targets, so the same recording loop (the sim node's
-    exact messages into EpisodeRecorder) runs here. Returns the number of successful episodes.
-    """
-    import multiprocessing
-
-    from tqdm import tqdm
-
-    os.makedirs(out, exist_ok=True)
-    jobs = [(out, seed, target) for seed in range(scenes) for target in range(targets)
-            if not os.path.isdir(os.path.join(out, f'reach_{seed:06d}_{target}'))]
+    settings = DemoSettings(width=recipe['image_size'], height=recipe['image_size'],
+                            fov_deg=recipe['fov_deg'], cloud=False, detour=recipe['detour'],
+                            settle_ticks=recipe['settle_ticks'])
+    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()
+    out = os.path.join(work, 'demos', digest[:12])
+    jobs = [DemoJob('reach', seed, target) for seed in range(recipe['scenes'])
+            for target in range(recipe['targets_per_scene'])]
     workers = workers or max(1, (os.cpu_count() or 2) - 1)
-    ok = 0
-    with multiprocessing.get_context('spawn').Pool(workers, _init_worker,
-                                                   (image_size, fov_deg, detour,
-                                                    settle_ticks)) as pool:
-        for success in tqdm(pool.imap_unordered(_record, jobs), total=len(jobs),
-                            unit='episode', desc='demonstrations'):
-            ok += success
-    return ok
+    return out, generate(out, jobs, settings, workers, progress)
 
 
 def grounding_samples(seeds, image_size, fov_deg, config):
@@ -235,16 +171,6 @@ def grounding_samples(seeds, image_size, fov_deg, config):
     The observation goes through the policy node's ObservationBuilder, so grounding sees
     exactly what the policy sees.
     """
-    from spatialvla_ros.perception.observation_builder import key_topics
-    from spatialvla_ros.perception.observation_builder import ObservationBuilder
-    from spatialvla_ros.sim.camera import CameraSpec
-    from spatialvla_ros.sim.rollout import SimEpisode
-    from spatialvla_ros.sim.messages import SimTopics
-    from spatialvla_ros.sim.panda_env import PandaEnv
-    from spatialvla_ros.sim.tasks import reach_task
-    from spatialvla_ros.tools.generate_demos import T0_NS
-    from spatialvla_ros.training.grounding import GroundingSample
-
     env = PandaEnv(CameraSpec(width=image_size, height=image_size, fov_deg=fov_deg))
     topics = SimTopics(cloud='')
     keys = {topic: key for key, topic in key_topics(config.data).items()}
@@ -268,16 +194,7 @@ def grounding_samples(seeds, image_size, fov_deg, config):
 
 
 def pretrain_vlm(config, recipe, work):
-    """Stage 1: 3D grounding of encoder + VLM; saved as a policy checkpoint to start from."""
-    import torch
-
-    from spatialvla_ros.models.checkpoint import save_checkpoint
-    from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
-    from spatialvla_ros.sim.vocabulary import build_demo_tokenizer
-    from spatialvla_ros.core_types import NormalizationStats
-    from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
-    from spatialvla_ros.training.grounding import pretrain_grounding
-
+    """Stage 3: 3D grounding of encoder + VLM; saved as a policy checkpoint to start from."""
     scenes, size, fov = recipe['scenes'], recipe['image_size'], recipe['fov_deg']
     val_seeds = range(GROUNDING_VAL_SEED_START,
                       GROUNDING_VAL_SEED_START + recipe['grounding_val_scenes'])
@@ -339,26 +256,20 @@ def make(ns, recipe=None, progress=True):
         recipe['config']['train']['warmup_steps'] = min(
             recipe['config']['train']['warmup_steps'], ns.steps)
     work = os.path.abspath(ns.work_dir)
-    demos = os.path.join(work, 'demos')
     os.makedirs(work, exist_ok=True)
     start = time.monotonic()
     # 1. demonstrations
     scenes, targets = recipe['scenes'], recipe['targets_per_scene']
     _say(f'1/5 {scenes * targets} reach demonstrations ({scenes} scenes, seeds 0..{scenes - 1}, '
-         f'x {targets} targets; {recipe["image_size"]} px, {recipe["fov_deg"]:g} deg camera) '
-         f'in {demos}')
-    ok = generate_demonstrations(demos, scenes, targets, recipe['image_size'],
-                                 recipe['fov_deg'], recipe['detour'],
-                                 recipe['settle_ticks'], ns.workers)
-    _say(f'    {ok} recorded now (failed expert episodes are not kept)')
+         f'x {targets} targets; {recipe["image_size"]} px, {recipe["fov_deg"]:g} deg camera)')
+    demos, rows = record_demonstrations(recipe, work, ns.workers, progress)
+    _say(f'    {sum(r["kept"] for r in rows)} in {demos} (failed expert episodes are not kept)')
     # 2. config
     config_path = os.path.join(work, 'config.yaml')
     config = write_recipe_config(recipe, config_path)
     _say(f'2/5 config {config_path} (plan {config.plan}, chunk {config.action.chunk_size}, '
          f'image {config.vision.image_size}/{config.vision.patch_size} px)')
     # 3. 3D grounding pre-training of encoder + VLM, then policy training from it
-    import torch
-
     torch.set_num_threads(max(1, ns.threads))
     grounded, grounding = None, None
     if recipe['grounding_steps'] > 0:
@@ -368,10 +279,6 @@ def make(ns, recipe=None, progress=True):
         _say(f'    held-out median error {100 * grounding.val_median_error_m:.1f} cm '
              f'({100 * grounding.val_within_5cm:.0f}% within 5 cm; mean centre '
              f'{100 * grounding.baseline_median_error_m:.1f} cm) in {grounding.seconds:.0f} s')
-
-    from spatialvla_ros.training.options import TrainOptions
-    from spatialvla_ros.training.trainer import train
-
     run_dir = os.path.join(work, 'run')
     shutil.rmtree(run_dir, ignore_errors=True)
     _say(f'4/5 training {config.train.steps} steps (batch {config.train.batch_size}, '
@@ -415,7 +322,7 @@ def make(ns, recipe=None, progress=True):
         'train_wall_s': round(time.monotonic() - start, 1),
         'threads': torch.get_num_threads(),
     }
-    _write_json(os.path.join(tmp, 'recipe.json'), info)
+    report.write_json(os.path.join(tmp, 'recipe.json'), info)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     _say(f'5/5 checkpoint written to {out} (held-out action MSE {summary.get("val_mse")}, '
@@ -423,69 +330,28 @@ def make(ns, recipe=None, progress=True):
     # 5. optional closed loop
     if ns.eval_episodes > 0:
         info['closed_loop'] = evaluate(out, ns.eval_episodes, recipe, work)
-        _write_json(os.path.join(out, 'recipe.json'), info)
-    write_readme(out, info)
+        report.write_json(os.path.join(out, 'recipe.json'), info)
+    report.write_checkpoint_readme(out, info)
     return out
-
-
-def write_readme(out, info):
-    """Write README.md next to the weights: what this checkpoint is and how it was made."""
-    train, recipe, grounding = info['train'], info['recipe'], info.get('grounding')
-    lines = [
-        '# Default checkpoint (made by make_default_checkpoint)', '',
-        f'- command: `{info["command"]}` ({info["train_wall_s"]:.0f} s, '
-        f'{info["threads"]} torch thread(s))',
-        f'- plan `{recipe["plan"]}`, task `{recipe["task"]}`: {recipe["scenes"]} scenes (seeds '
-        f'0..{recipe["scenes"] - 1}) x {recipe["targets_per_scene"]} targets, camera '
-        f'{recipe["image_size"]} px / {recipe["fov_deg"]:g} deg',
-    ]
-    if grounding:
-        lines.append(f'- 3D grounding pre-training: {grounding["steps"]} steps; held-out scenes '
-                     f'{grounding["val_scene_seeds"][0]}..{grounding["val_scene_seeds"][1]}: '
-                     f'median error {100 * grounding["val_median_error_m"]:.1f} cm, '
-                     f'{100 * grounding["val_within_5cm"]:.0f}% within 5 cm (the mean centre: '
-                     f'{100 * grounding["baseline_median_error_m"]:.1f} cm)')
-    lines.append(f'- policy training: {train.get("steps")} steps; held-out action MSE '
-                 f'{train.get("val_mse"):.4g} (predicting the mean: '
-                 f'{train.get("baseline_mse"):.4g})')
-    cl = info.get('closed_loop')
-    if cl:
-        lines.append(f'- closed loop (simulator and policy node over DDS, '
-                     f'{recipe["execute_steps"]} actions per chunk) on held-out seeds '
-                     f'{cl["seeds"][0]}..{cl["seeds"][-1]}: {cl["successes"]}/{cl["episodes"]} '
-                     f'successful ({100 * cl["success_rate"]:.0f}%), mean time to success '
-                     f'{cl["time_to_success_s"]:.2f} s')
-    lines += ['', 'Files: config.yaml, model.safetensors, normalization.safetensors, tokenizer/ '
-              '(loaded by the policy node), recipe.json (everything above, machine-readable).']
-    with open(os.path.join(out, 'README.md'), 'w', encoding='utf-8') as f:
-        f.write('\n'.join(lines) + '\n')
 
 
 def evaluate(checkpoint, episodes, recipe, work):
     """Closed-loop success on held-out seeds; returns the summary row of the task."""
-    from spatialvla_ros.tools import closed_loop
-    from spatialvla_ros.evaluation import report
-
-    options = closed_loop.ClosedLoopOptions(
+    options = ClosedLoopOptions(
         tasks=(recipe['task'],), episodes=episodes, image_size=recipe['image_size'],
         fov_deg=recipe['fov_deg'], execute_steps=recipe['execute_steps'])
     _say(f'closed loop: {episodes} held-out episodes (seeds {options.seed_start}..)')
     out_dir = os.path.join(work, 'closed_loop')
-    results = closed_loop.run_closed_loop(
+    results = run_closed_loop(
         checkpoint, options, out_dir,
         progress=lambda r, d, t: _say(f'  [{d}/{t}] seed {r.seed} "{r.instruction}": '
                                       f'{"success" if r.success else "failure"}'))
     report.write_closed_loop_report(results, options, out_dir)
-    row = closed_loop.summarize(results, options.tasks)[recipe['task']]
+    row = summarize(results, options.tasks)[recipe['task']]
     _say(f'closed loop: {row["successes"]}/{row["episodes"]} successful '
          f'(report {out_dir}/report.md)')
-    return {k: row[k] for k in ('episodes', 'successes', 'success_rate', 'time_to_success_s',
-                                'seeds')}
-
-
-def _write_json(path, data):
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=1, default=str)
+    return {k: row[k] for k in ('episodes', 'successes', 'success_rate', 'success_ci95',
+                                'time_to_success_s', 'seeds')}
 
 
 def main(args=None):
@@ -497,7 +363,7 @@ def main(args=None):
     return 0
 
 
-__all__ = ['MODEL_FILES', 'RECIPE', 'make', 'write_recipe_config']
+__all__ = ['MODEL_FILES', 'RECIPE', 'make', 'record_demonstrations', 'write_recipe_config']
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -18,15 +18,24 @@
 Each process gets its parameters from a YAML file written here (the node's own parameter
 format), writes its output to a log file, and is stopped with SIGINT first (clean rclpy
 shutdown), then SIGTERM / SIGKILL. A process that dies early is reported with its log tail.
+
+`isolated_domain` gives a run a ROS domain of its own (a free ROS_DOMAIN_ID, held by a lock
+file while the run lasts), so parallel evaluations on one machine never see each other's
+nodes, topics or lifecycle services.
 """
 
+import contextlib
+import fcntl
 import os
+import random
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 
+from spatialvla_ros.nodes.policy_parameters import NODE_PARAMETERS
+from spatialvla_ros.tools.policy_launch import default_params_file
+from spatialvla_ros.tools.policy_launch import load_node_parameters
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -100,10 +109,6 @@ def _params_file(node_name, params, prefix):
 
 def default_policy_parameters():
     """Return the policy node's parameters: node defaults + config/params/policy_node.yaml."""
-    from spatialvla_ros.nodes.policy_parameters import NODE_PARAMETERS
-    from spatialvla_ros.tools.policy_launch import default_params_file
-    from spatialvla_ros.tools.policy_launch import load_node_parameters
-
     params = {p.name: p.default for p in NODE_PARAMETERS}
     path = default_params_file()
     if os.path.isfile(path):
@@ -130,20 +135,50 @@ def start_sim(log_path, params=None, env=None):
     return NodeProcess('simulator node', argv, log_path, env, cleanup=[path])
 
 
-def wait_until(predicate, timeout_s, interval_s=0.05, processes=()):
-    """Poll `predicate` until true (returns True) or the timeout (returns False).
+# Domains 1..101 keep every DDS port below the ephemeral range on Linux (ROS 2 docs, "The
+# ROS_DOMAIN_ID"); 0 is everybody's default, so an evaluation never takes it.
+_DOMAINS = range(1, 102)
+_LOCK_DIR = os.path.join(tempfile.gettempdir(), 'spatialvla_ros_domains')
 
-    Raises ProcessError if a process in `processes` died meanwhile.
+
+@contextlib.contextmanager
+def isolated_domain(env=None):
+    """Hold a free ROS domain for the duration of the block; yields `env` with ROS_DOMAIN_ID.
+
+    A domain is free when no other run of this project holds its lock file (an exclusive
+    flock, released when the block ends or the process dies). Other ROS software on the
+    machine is kept out by starting from a random domain, away from 0.
     """
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        for proc in processes:
-            proc.check()
-        time.sleep(interval_s)
-    return bool(predicate())
+    env = dict(os.environ if env is None else env)
+    os.makedirs(_LOCK_DIR, exist_ok=True)
+    start = random.SystemRandom().randrange(len(_DOMAINS))
+    for i in range(len(_DOMAINS)):
+        domain = _DOMAINS[(start + i) % len(_DOMAINS)]
+        fd = os.open(os.path.join(_LOCK_DIR, f'{domain}.lock'), os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        try:
+            env['ROS_DOMAIN_ID'] = str(domain)
+            yield env
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        return
+    raise ProcessError(f'no free ROS domain among {_DOMAINS.start}..{_DOMAINS.stop - 1}: '
+                       f'every lock in {_LOCK_DIR} is held by another run')
 
 
-__all__ = ['NodeProcess', 'ProcessError', 'default_policy_parameters', 'log_tail',
-           'start_policy', 'start_sim', 'wait_until']
+def domain_of(env):
+    """ROS_DOMAIN_ID of `env` as an int (None when unset: the rclpy default)."""
+    value = (env or {}).get('ROS_DOMAIN_ID', '')
+    try:
+        return int(value) if value else None
+    except ValueError:
+        raise ValueError(f'ROS_DOMAIN_ID: got {value!r}, expected an integer') from None
+
+
+__all__ = ['NodeProcess', 'ProcessError', 'default_policy_parameters', 'domain_of',
+           'isolated_domain', 'log_tail', 'start_policy', 'start_sim']

@@ -26,16 +26,25 @@ report.md, PNG plots, errors.csv and summary.json into --out-dir.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
 
-NS = 1_000_000_000
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from spatialvla_ros.data.bag_reader import BagError
+from spatialvla_ros.data.bag_reader import find_bags
+from spatialvla_ros.evaluation import report
+from spatialvla_ros.nodes.bag_player import BagPlaybackError
+from spatialvla_ros.nodes.replay_runner import ReplayEvaluator
+from spatialvla_ros.nodes.replay_runner import ReplayOptions
+from spatialvla_ros.tools.processes import domain_of
+from spatialvla_ros.tools.processes import isolated_domain
+from spatialvla_ros.tools.processes import start_policy
 
 
 def build_parser():
-    from spatialvla_ros.nodes.replay_runner import ReplayOptions
-
     d = ReplayOptions()
     parser = argparse.ArgumentParser(
         prog='replay_eval',
@@ -72,20 +81,24 @@ def build_parser():
                         help='shift header stamps so each bag ends "now" (for nodes that '
                              'check stamps against the clock)')
     parser.add_argument('--checkpoint', default='',
-                        help='start a policy node with this checkpoint for the evaluation')
+                        help='start a policy node with this checkpoint for the evaluation (it '
+                             'and the evaluator then run in a ROS domain of their own)')
     return parser
 
 
 def run(ns, env=None, log=print):
-    """Evaluate every bag; returns (results, report path)."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+    """Evaluate every bag; returns (results, report path).
 
-    from spatialvla_ros.data.bag_reader import find_bags
-    from spatialvla_ros.evaluation import report
-    from spatialvla_ros.nodes.replay_runner import ReplayEvaluator
-    from spatialvla_ros.nodes.replay_runner import ReplayOptions
+    With --checkpoint the policy node it starts and the evaluator share a ROS domain picked
+    for this run; without, the evaluator joins the running policy node in `env`'s domain.
+    """
+    domain = isolated_domain(env) if ns.checkpoint else \
+        contextlib.nullcontext(dict(os.environ if env is None else env))
+    with domain as env:
+        return _run(ns, env, log)
 
+
+def _run(ns, env, log):
     bags = find_bags(ns.bags)
     options = ReplayOptions(
         rate=ns.rate, topics=tuple(ns.topics) if ns.topics else None, exclude=tuple(ns.exclude),
@@ -96,11 +109,10 @@ def run(ns, env=None, log=print):
         restamp=ns.restamp)
     policy = None
     if ns.checkpoint:
-        from spatialvla_ros.tools.processes import start_policy
         policy = start_policy(ns.checkpoint, os.path.join(ns.out_dir, 'policy_node.log'),
                               env=env)
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(context=context, domain_id=domain_of(env))
     node = ReplayEvaluator(options, context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -143,8 +155,6 @@ def main(args=None):
     if not ns.rate > 0:
         print(f'error: --rate: got {ns.rate}, expected > 0', file=sys.stderr)
         return 2
-    from spatialvla_ros.nodes.bag_player import BagPlaybackError
-    from spatialvla_ros.data.bag_reader import BagError
     try:
         results, path = run(ns)
     except (BagPlaybackError, BagError, TimeoutError) as exc:

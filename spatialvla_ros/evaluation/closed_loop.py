@@ -1,0 +1,171 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""Closed-loop evaluation without ROS: what an episode is, its outcome and the per-task summary.
+
+Shared by the DDS loop (`nodes.closed_loop_client` driving the simulator and policy node
+processes, started by `tools.closed_loop`) and by the in-process runner (`evaluation.in_process`),
+so both count successes, ticks and time to success the same way.
+
+Held-out seeds: demonstrations are generated with seeds 0, 1, 2, ... (`generate_demos
+--seed-start 0`), so closed-loop episodes use seeds from HELD_OUT_SEED_START = 1,000,000 on
+(episode i of every task: seed 1,000,000 + i). A seed fixes the object layout, the target and
+the instruction (`sim.tasks.sample_episode`), so these scenes never appear in training.
+"""
+
+from dataclasses import dataclass
+from dataclasses import field
+import json
+import os
+
+import numpy as np
+
+from spatialvla_ros.evaluation.replay import distribution
+
+HELD_OUT_SEED_START = 1_000_000
+DEFAULT_IMAGE_SIZE = 128           # the simulator's camera [px] when a checkpoint names none
+DEFAULT_FOV_DEG = 60.0             # and its field of view [deg]
+
+
+@dataclass(frozen=True)
+class ClosedLoopOptions:
+    tasks: tuple = ('reach',)
+    episodes: int = 10                   # per task
+    seed_start: int = HELD_OUT_SEED_START
+    max_steps: int = 0                   # control ticks per episode (0: the task default)
+    rate_hz: float = 10.0                # simulator control rate
+    image_size: int = DEFAULT_IMAGE_SIZE  # simulator camera (square) [px]
+    fov_deg: float = DEFAULT_FOV_DEG     # simulator camera field of view [deg]
+    execute_steps: int = 0               # actions executed per chunk before the next one
+    #                                      (0: a new chunk for every camera frame)
+    policy_seed: int = 0                 # noise seed of the policy (-1: fresh noise)
+    sim_node: str = '/sim_node'
+    policy_node: str = '/policy_node'
+    outcome_topic: str = '/spatialvla/episode_outcome'
+    chunk_topic: str = '/spatialvla/action_chunk'
+    joint_states_topic: str = '/joint_states'
+    startup_timeout_s: float = 180.0     # loading the nodes (torch import, checkpoint)
+
+    def seeds(self):
+        """Seeds of every task's episodes, in order."""
+        return [self.seed_start + i for i in range(self.episodes)]
+
+
+@dataclass
+class EpisodeResult:
+    task: str
+    seed: int
+    instruction: str
+    success: bool
+    steps: int                           # control ticks until the episode ended
+    time_to_success_s: float             # simulated; NaN when failed
+    wall_s: float
+    chunks: int                          # chunks the policy published during the episode
+    latencies_s: list = field(default_factory=list)
+    joint_times_s: list = field(default_factory=list)
+    joint_positions: list = field(default_factory=list)
+
+    def summary(self):
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ('latencies_s', 'joint_times_s', 'joint_positions')}
+
+
+def time_to_success_s(success, steps, rate_hz):
+    """Return the simulated seconds until success (ticks x control period; NaN if failed)."""
+    return steps / rate_hz if success else float('nan')
+
+
+def policy_overrides(options, dt=0.1):
+    """Return the policy node parameters of a closed-loop run."""
+    params = {'seed': int(options.policy_seed)}
+    if options.execute_steps > 0:
+        params['max_rate_hz'] = 1.0 / (options.execute_steps * dt)
+    return params
+
+
+def sim_parameters(options):
+    """Return the simulator node parameters of a closed-loop run (camera, rate, 1st episode)."""
+    return {'task': options.tasks[0], 'seed': int(options.seed_start),
+            'max_steps': int(options.max_steps), 'rate_hz': float(options.rate_hz),
+            'camera_rate_hz': float(options.rate_hz), 'image_width': int(options.image_size),
+            'image_height': int(options.image_size), 'camera_fov_deg': float(options.fov_deg),
+            'cloud_topic': ''}
+
+
+def summarize(results, tasks):
+    """Per task: episodes, successes, success rate with its 95% interval, time to success."""
+    out = {}
+    for task in tasks:
+        rows = [r for r in results if r.task == task]
+        ok = [r for r in rows if r.success]
+        lat = [v for r in rows for v in r.latencies_s]
+        lo, hi = wilson_interval(len(ok), len(rows))
+        out[task] = {
+            'episodes': len(rows), 'successes': len(ok),
+            'success_rate': len(ok) / len(rows) if rows else float('nan'),
+            'success_ci95': [lo, hi],
+            'time_to_success_s': float(np.mean([r.time_to_success_s for r in ok]))
+            if ok else float('nan'),
+            'latency_s': distribution(lat),
+            'seeds': [r.seed for r in rows]}
+    return out
+
+
+def wilson_interval(successes, n, z=1.96):
+    """95% Wilson score interval of a success rate (NaN, NaN for n = 0)."""
+    if n == 0:
+        return float('nan'), float('nan')
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def checkpoint_recipe(checkpoint_dir):
+    """Return how a checkpoint was recorded and run: its recipe.json, {} when it has none."""
+    path = os.path.join(checkpoint_dir, 'recipe.json')
+    try:
+        with open(path, encoding='utf-8') as f:
+            recipe = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f'{path}: not readable as JSON ({exc})') from None
+    if not isinstance(recipe, dict):
+        raise ValueError(f'{path}: expected a JSON object, got {type(recipe).__name__}')
+    return recipe
+
+
+def recipe_camera(checkpoint_dir):
+    """Camera and chunk execution a checkpoint was made for (defaults when it says nothing).
+
+    Keys: image_size [px], fov_deg, execute_steps, tasks (make_default_checkpoint writes them).
+    """
+    recipe = checkpoint_recipe(checkpoint_dir) if checkpoint_dir else {}
+    out = {'image_size': DEFAULT_IMAGE_SIZE, 'fov_deg': DEFAULT_FOV_DEG, 'execute_steps': 0,
+           'tasks': ('reach',)}
+    for key, kind in (('image_size', int), ('fov_deg', float), ('execute_steps', int)):
+        if key in recipe:
+            out[key] = kind(recipe[key])
+    inner = recipe.get('recipe', {})
+    tasks = inner.get('tasks') or ([inner['task']] if 'task' in inner else None)
+    if tasks:
+        out['tasks'] = tuple(tasks)
+    return out
+
+
+__all__ = ['ClosedLoopOptions', 'DEFAULT_FOV_DEG', 'DEFAULT_IMAGE_SIZE', 'EpisodeResult',
+           'HELD_OUT_SEED_START', 'checkpoint_recipe', 'policy_overrides', 'recipe_camera',
+           'sim_parameters', 'summarize', 'time_to_success_s', 'wilson_interval']

@@ -1,0 +1,93 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""Command-line flags shared by the commands that run the closed loop, defined once.
+
+spatialvla_closed_loop, spatialvla_demo and spatialvla_compare take the same closed-loop flags
+with the same meaning: 0 or '' means "what the checkpoint's recipe.json says" and, where the
+checkpoint says nothing, the simulator's default (128 px, 60 deg, a new chunk for every camera
+frame, the reach task). ROS-free, so generate_demos can share the task list parser.
+"""
+
+import argparse
+
+from spatialvla_ros.evaluation.closed_loop import ClosedLoopOptions
+from spatialvla_ros.evaluation.closed_loop import DEFAULT_FOV_DEG
+from spatialvla_ros.evaluation.closed_loop import DEFAULT_IMAGE_SIZE
+from spatialvla_ros.evaluation.closed_loop import HELD_OUT_SEED_START
+from spatialvla_ros.evaluation.closed_loop import recipe_camera
+from spatialvla_ros.sim.constants import TASKS
+
+
+def task_list(text):
+    """Parse a comma list of simulator tasks (an argparse type)."""
+    names = tuple(t.strip() for t in text.split(',') if t.strip())
+    bad = [t for t in names if t not in TASKS]
+    if bad:
+        raise argparse.ArgumentTypeError(f'got {text!r}, expected a comma list of {TASKS}')
+    return names
+
+
+def _at_least(minimum):
+    def parse(text):
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f'got {value}, expected >= {minimum}')
+        return value
+    return parse
+
+
+def add_closed_loop_arguments(parser, episodes=10, out_dir='closed_loop_report',
+                              min_episodes=1):
+    """Add the closed-loop flags, with one meaning in every command that runs the loop."""
+    group = parser.add_argument_group('closed loop')
+    group.add_argument('--tasks', type=task_list, default=(),
+                       help=f"comma list among {','.join(TASKS)} (default: the checkpoint's "
+                            'tasks from its recipe.json, else reach)')
+    group.add_argument('--episodes', type=_at_least(min_episodes), default=episodes,
+                       help='episodes per task (default: %(default)s)')
+    group.add_argument('--seed-start', type=int, default=HELD_OUT_SEED_START,
+                       help='seed of the first episode of every task; episode i uses '
+                            'seed-start + i (default: the held-out range, %(default)s)')
+    group.add_argument('--max-steps', type=_at_least(0), default=0,
+                       help='control ticks per episode (0: the task default)')
+    group.add_argument('--execute-steps', type=_at_least(0), default=0,
+                       help="actions executed per chunk before a new one (0: the checkpoint's "
+                            'recipe, else a new chunk for every camera frame)')
+    group.add_argument('--image-size', type=_at_least(0), default=0,
+                       help="simulator camera size [px] (0: the checkpoint's recipe, else "
+                            f'{DEFAULT_IMAGE_SIZE})')
+    group.add_argument('--fov-deg', type=float, default=0.0,
+                       help="simulator camera field of view [deg] (0: the checkpoint's recipe, "
+                            f'else {DEFAULT_FOV_DEG:g})')
+    group.add_argument('--policy-seed', type=int, default=0,
+                       help="noise seed of the policy's sampler (-1: fresh noise)")
+    group.add_argument('--out-dir', default=out_dir,
+                       help='report, plots and node logs (default: %(default)s)')
+    return parser
+
+
+def options_from_args(ns, checkpoint_dir=''):
+    """Return ClosedLoopOptions from the shared flags; 0 / '' from the checkpoint's recipe."""
+    recipe = recipe_camera(checkpoint_dir)
+    return ClosedLoopOptions(
+        tasks=tuple(ns.tasks) or recipe['tasks'], episodes=max(ns.episodes, 0),
+        seed_start=ns.seed_start, max_steps=ns.max_steps,
+        execute_steps=ns.execute_steps or recipe['execute_steps'],
+        image_size=ns.image_size or recipe['image_size'],
+        fov_deg=ns.fov_deg or recipe['fov_deg'], policy_seed=ns.policy_seed)
+
+
+__all__ = ['add_closed_loop_arguments', 'options_from_args', 'task_list']
