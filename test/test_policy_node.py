@@ -744,6 +744,48 @@ def test_watchdog_rejections_and_stamps_with_a_fake_clock():
     stamps.check('/b', t - 1, now_ns=t)  # order is per topic
 
 
+def test_live_inputs_judge_a_set_on_its_own_freshness(tmp_path):
+    """No DDS: a set after a gap longer than the timeout is answered; long instructions refused."""
+    from spatialvla_ros.config import load_config
+    from spatialvla_ros.nodes.policy_runtime import LiveInputs
+    from spatialvla_ros.perception import conversions as cv
+    from spatialvla_ros.perception.conversions import MessageError
+    from spatialvla_ros.perception.messages import make_message
+    from spatialvla_ros.perception.observation_builder import ObservationBuilder
+    from spatialvla_ros.perception.observation_builder import sync_keys
+    from spatialvla_ros.perception.sync import StampSynchronizer
+    from sensor_msgs.msg import CameraInfo
+    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import JointState
+    config = load_config(os.path.join(REPO, 'config', 'late_gemma.yaml'))
+    act, data = config.action, config.data
+    now = [100.0]
+    live = LiveInputs(ObservationBuilder(data, config.encoder3d, act.names, act.state_dim),
+                      StampSynchronizer(sync_keys(data), 0.005), ['/c', '/d', '/i', '/js'],
+                      max_instruction_chars=30, clock=lambda: now[0])
+    live.reset(0.5, 0.1)
+    live.set_instruction(INSTRUCTION)
+    with pytest.raises(MessageError) as info:
+        live.set_instruction('x' * 31)
+    assert info.value.reason == 'too_long' and live.instruction == INSTRUCTION
+    K = np.array([[FX, 0, CX], [0, FY, CY], [0, 0, 1]])
+    rgb, depth = scene(0)
+    for n in range(3):  # 1.5 Hz: every set arrives 0.67 s after the last, timeout 0.5 s
+        t = 10 ** 12 + n * 667_000_000
+        live.joint_state('/js', make_message(JointState, {
+            'header': cv.header_fields(t), 'name': list(act.names),
+            'position': np.zeros(len(act.names))}), t, t)
+        jobs = [live.camera(f'front/{kind}', topic, make_message(cls, values), t, t, now[0])
+                for kind, topic, cls, values in (
+                    ('color', '/c', Image, cv.rgb_to_image_fields(rgb, 'rgb8', t)),
+                    ('depth', '/d', Image, cv.depth_to_image_fields(depth, '32FC1', t)),
+                    ('camera_info', '/i', CameraInfo, cv.camera_info_fields(K, W, H, t)))]
+        assert jobs[:2] == [None, None] and jobs[2].stamp_ns == t
+        assert jobs[2].arrays['front/depth'].dtype == np.float32  # decoded once, kept
+        now[0] += 0.67
+        assert 'no message on /c' in live.waiting_reason('/instruction')
+
+
 def test_parameter_overrides_and_missing_checkpoint():
     from spatialvla_ros.config import ConfigError
     from spatialvla_ros.config import load_config

@@ -22,7 +22,6 @@ ObservationBuilder.decode); the synchroniser holds the arrays, the worker turns 
 observation and a chunk. Malformed input raises a MessageError whose `reason` is counted.
 """
 
-import collections
 import sys
 import time
 
@@ -53,9 +52,7 @@ from spatialvla_ros_interfaces.msg import PolicyStatus
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-SYNC_INPUT = 'synchronised camera set'
 MSG_TYPES = {'color': Image, 'depth': Image, 'cloud': PointCloud2, 'camera_info': CameraInfo}
-Job = collections.namedtuple('Job', 'stamp_ns arrays state instruction received')
 
 
 class PolicyNode(Node):
@@ -66,9 +63,8 @@ class PolicyNode(Node):
         for p in policy_parameters.NODE_PARAMETERS:
             self.declare_parameter(p.name, p.default, policy_messages.parameter_descriptor(p))
         self._lifecycle, self._error, self._waiting, self._active = 'unconfigured', '', '', False
-        self._policy = self._config = self._builder = self._sync = self._worker = None
+        self._policy = self._config = self._live = self._worker = None
         self._subs, self._pubs, self._inputs, self._watch_timer = [], [], [], None
-        self._state = self._instruction = None
         self._device, self._threads = '', 0
         self._stats = policy_runtime.NodeStats(self._p('warn_throttle_s'))
         self._status_pub = self.create_publisher(PolicyStatus, self._p('status_topic'), 10)
@@ -95,10 +91,7 @@ class PolicyNode(Node):
         return super().on_configure(state)
 
     def on_activate(self, state):
-        self._stamps = policy_runtime.StampChecker(self._p('future_tolerance_s'))
-        self._watchdog = policy_runtime.InputWatchdog(self._p('input_timeout_s'))
-        self._watchdog.reset(self._inputs + [SYNC_INPUT])
-        self._sync.reset()
+        self._live.reset(self._p('input_timeout_s'), self._p('future_tolerance_s'))
         self._stats.reset(self._p('warn_throttle_s'))
         rate = self._p('max_rate_hz')
         self._worker = policy_runtime.LatestWinsWorker(
@@ -128,13 +121,14 @@ class PolicyNode(Node):
     def _configure(self):
         policy_parameters.check_choices({p.name: self._p(p.name)
                                          for p in policy_parameters.NODE_PARAMETERS})
+        policy_runtime.reuse_freed_memory()
         self._policy, self._device, self._threads = policy_runtime.load_policy(
             self._p('checkpoint_dir'), self._p('device'), self._p('dtype'),
             self._p('num_steps'), self._p('plan'), self._p('num_threads'))
         self._config = self._policy.config
         data = self._data_config(self._config.data)
         act = self._config.action
-        self._builder = ObservationBuilder(data, self._config.encoder3d, act.names, act.state_dim)
+        builder = ObservationBuilder(data, self._config.encoder3d, act.names, act.state_dim)
         reliable = self._p('qos_reliability') == 'reliable'
         sensor_qos = QoSProfile(depth=self._p('qos_depth'), reliability=(
             QoSReliabilityPolicy.RELIABLE if reliable else QoSReliabilityPolicy.BEST_EFFORT))
@@ -148,8 +142,11 @@ class PolicyNode(Node):
         self._instruction_topic = self._subscribe(String, data.instruction_topic, latched,
                                                   self._on_instruction, required=False)
         slop = self._p('sync_slop_s')
-        self._sync = StampSynchronizer(sync_keys(data), data.sync_slop if slop < 0 else slop,
-                                       self._p('sync_queue_size'))
+        sync = StampSynchronizer(sync_keys(data), data.sync_slop if slop < 0 else slop,
+                                 self._p('sync_queue_size'))
+        self._live = policy_runtime.LiveInputs(builder, sync, self._inputs,
+                                               self._p('default_instruction'),
+                                               self._p('max_instruction_chars'))
         self._traj_pub = self.create_lifecycle_publisher(
             JointTrajectory, self._p('trajectory_topic'), 10)
         self._chunk_pub = self.create_lifecycle_publisher(
@@ -197,7 +194,7 @@ class PolicyNode(Node):
         if self._watch_timer is not None:
             self.destroy_timer(self._watch_timer)
         self._subs, self._pubs, self._inputs, self._watch_timer = [], [], [], None
-        self._policy = self._builder = self._sync = self._state = self._instruction = None
+        self._policy = self._live = None
         self._lifecycle = 'unconfigured'
         policy_runtime.free_memory()
 
@@ -207,65 +204,42 @@ class PolicyNode(Node):
         if should_log:
             self.get_logger().warning(message)
 
-    def _check_stamp(self, topic, msg):
-        stamp_ns = stamp_to_ns(msg.header.stamp)
-        self._stamps.check(topic, stamp_ns, self.get_clock().now().nanoseconds)
-        return stamp_ns
-
     def _on_camera(self, key, msg):
         if not self._active:
             return
-        topic, received = self._key_topics[key], time.monotonic()
+        topic = self._key_topics[key]
         try:
-            stamp_ns = self._check_stamp(topic, msg)
-            arrays = self._builder.decode(key, msg, key.rsplit('/', 1)[-1])
-            matched = self._sync.add(key, stamp_ns, arrays)
+            job = self._live.camera(key, topic, msg, stamp_to_ns(msg.header.stamp),
+                                    self.get_clock().now().nanoseconds, time.monotonic())
         except Exception as exc:  # noqa: BLE001 - no input may kill the node
             self._reject(topic, exc)
             return
-        self._stamps.commit(topic, stamp_ns)
-        self._watchdog.feed(topic, received)
-        if matched is None:
-            return
-        self._watchdog.feed(SYNC_INPUT, received)
-        instruction = self._instruction or self._p('default_instruction')
-        # Judged on this set's own freshness now, not on the 50 ms watchdog tick's verdict:
-        # that one still says "waiting" for the first set after any gap.
-        if self._state is None or not instruction or self._watchdog.stale(received):
-            return
-        self._worker.submit(Job(matched.stamp_ns, matched.messages, self._state, instruction,
-                                received))
+        if job is not None:
+            self._worker.submit(job)
 
     def _on_joint_state(self, msg):
         try:
-            stamp_ns = self._check_stamp(self._state_topic, msg)
-            state = self._builder.state(msg, 'joint_state')
+            self._live.joint_state(self._state_topic, msg, stamp_to_ns(msg.header.stamp),
+                                   self.get_clock().now().nanoseconds)
         except Exception as exc:  # noqa: BLE001 - no input may kill the node
             self._reject(self._state_topic, exc)
-            return
-        self._stamps.commit(self._state_topic, stamp_ns)
-        self._state = state
-        self._watchdog.feed(self._state_topic)
 
     def _on_instruction(self, msg):
-        text, limit = msg.data.strip(), self._p('max_instruction_chars')
-        if not text or len(text) > limit:
-            self._reject(self._instruction_topic, MessageError(
-                'too_long' if text else 'invalid', f'got {len(text)} characters, expected 1 to '
-                f'{limit} (max_instruction_chars); the previous instruction stays'))
-        elif text != self._instruction:
+        try:
+            changed = self._live.set_instruction(msg.data)
+        except MessageError as exc:
+            self._reject(self._instruction_topic, exc)
+            return
+        if changed:
+            text = self._live.instruction
             excerpt = text if len(text) <= 80 else text[:80] + '...'
             self.get_logger().info(f'instruction ({len(text)} chars): {excerpt!r}')
-            self._instruction = text
 
     def _check_inputs(self):
         """Watchdog tick: say when inputs go stale or come back (status, log, pending job)."""
         if not self._active:
             return
-        reason = self._watchdog.reason()
-        if not (self._instruction or self._p('default_instruction')):
-            reason = (reason + '; ' if reason else 'waiting for input: ') + (
-                f'no instruction yet on {self._instruction_topic}')
+        reason = self._live.waiting_reason(self._instruction_topic)
         if reason and not self._waiting:
             self.get_logger().warning(reason)
             self._worker.clear()
@@ -277,9 +251,10 @@ class PolicyNode(Node):
     def _infer(self, job):
         """Worker thread: observation -> chunk -> publish, unless anything went stale."""
         try:
-            obs = self._builder.assemble(job.arrays, job.state, job.instruction, job.stamp_ns)
+            obs = self._live.builder.assemble(job.arrays, job.state, job.instruction,
+                                              job.stamp_ns)
         except MessageError as exc:
-            self._reject(SYNC_INPUT, exc)
+            self._reject(policy_runtime.SYNC_INPUT, exc)
             return
         seed = self._p('seed')
         try:  # (H, A) float32; the processor refuses non-finite actions with a ValueError
@@ -291,7 +266,7 @@ class PolicyNode(Node):
         latency, max_age = time.monotonic() - job.received, self._p('max_observation_age_s')
         if not self._active:
             self._stats.suppress('inactive')
-        elif self._watchdog.stale():
+        elif self._live.watchdog.stale():
             self._stats.suppress('stale_input')
         elif latency > max_age:
             self._stats.suppress('late_result')
