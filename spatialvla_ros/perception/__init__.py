@@ -28,8 +28,8 @@ from .observation_builder import joint_state_to_vector
 from .observation_builder import ObservationBuilder
 from .sync import MatchedSet
 from .sync import StampSynchronizer
-from .sync import SyncRejected
 from .sync import synchronize_streams
+from .sync import SyncRejected
 
 __all__ = ['MatchedSet', 'MessageError', 'ObservationBuilder', 'REJECTION_REASONS',
            'StampSynchronizer', 'SyncRejected', 'joint_state_to_vector', 'synchronize_streams']
