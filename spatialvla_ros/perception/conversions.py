@@ -123,6 +123,18 @@ def _bytes(data, field):
                                'buffer') from None
 
 
+def _rows(msg, what, step_field, step, height, width, item_bytes, item_name):
+    """Flat uint8 view of `data` once its rows are checked: step fits a row, data all rows."""
+    if step < width * item_bytes:
+        raise MessageError('size', f'{what}.{step_field}: got {step}, expected >= width * '
+                           f'{item_name} = {width} * {item_bytes} = {width * item_bytes}')
+    buf = _bytes(msg.data, f'{what}.data')
+    if buf.size != step * height:
+        raise MessageError('size', f'{what}.data: got {buf.size} bytes, expected {step_field} * '
+                           f'height = {step} * {height} = {step * height}')
+    return buf
+
+
 def _image_view(msg, what, channels, kind):
     """(H, W, C) strided view of an Image's pixels after checking size fields against data."""
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
@@ -133,14 +145,7 @@ def _image_view(msg, what, channels, kind):
             'image'))
     itemsize = int(kind[1])
     bpp = channels * itemsize
-    if step < width * bpp:
-        raise MessageError('size', (
-            f'{what}.step: got {step}, expected >= width * bytes per pixel = '
-            f'{width} * {bpp} = {width * bpp} for {encoding!r}'))
-    buf = _bytes(msg.data, f'{what}.data')
-    if buf.size != step * height:
-        raise MessageError('size', f'{what}.data: got {buf.size} bytes, expected step * height = '
-                           f'{step} * {height} = {step * height}')
+    buf = _rows(msg, what, 'step', step, height, width, bpp, f'bytes per {encoding} pixel')
     dtype = np.dtype(kind).newbyteorder('>' if msg.is_bigendian else '<')
     return np.ndarray((height, width, channels), dtype=dtype, buffer=buf,
                       strides=(step, bpp, itemsize))
@@ -275,15 +280,7 @@ def pointcloud2_to_numpy(msg, what='cloud', keep_organized=True):
     elif all(c in fields for c in 'rgb'):
         for c in 'rgb':
             add(c, 'u1')
-    if row_step < width * point_step:
-        raise MessageError('size', (
-            f'{what}.row_step: got {row_step}, expected >= width * point_step '
-            f'= {width} * {point_step} = {width * point_step}'))
-    buf = _bytes(msg.data, f'{what}.data')
-    if buf.size != row_step * height:
-        raise MessageError('size', (
-            f'{what}.data: got {buf.size} bytes, expected row_step * height = '
-            f'{row_step} * {height} = {row_step * height}'))
+    buf = _rows(msg, what, 'row_step', row_step, height, width, point_step, 'point_step')
     try:
         dtype = np.dtype({'names': names, 'formats': formats, 'offsets': offsets,
                           'itemsize': point_step})
