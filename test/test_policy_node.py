@@ -319,6 +319,8 @@ def setup(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        drain.join(5)
+        assert 'Traceback' not in ''.join(log), ''.join(log[-30:])  # a clean exit on SIGTERM
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -330,7 +330,10 @@ def main(args=None):
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node._teardown()
+        try:
+            node.release()
+        except KeyboardInterrupt:  # a second Ctrl-C: skip the clean-up, still exit
+            pass
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -21,6 +21,7 @@ also serves `policy_node --help`, the launch tools and the tests.
 
 import dataclasses
 from dataclasses import dataclass
+import textwrap
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,9 @@ def describe_parameters():
             extra = ' {' + ', '.join(repr(c) for c in p.choices) + '}'
         elif p.low is not None:
             extra = f' [{p.low}, {p.high}]'
-        lines.append(f'  {p.name} (default {p.default!r}){extra}\n      {p.description}')
+        lines.append(f'  {p.name} (default {p.default!r}){extra}\n'
+                     + textwrap.fill(p.description, 99, initial_indent=' ' * 6,
+                                     subsequent_indent=' ' * 6))
     for field_name, description in CAMERA_PARAMETERS:
         lines.append(f"  cameras.<name>.{field_name} (default: the checkpoint's)\n"
                      f'      {description}')
