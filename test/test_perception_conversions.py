@@ -143,32 +143,35 @@ def test_camera_info(fam):
     np.testing.assert_array_equal(Kout, np.reshape(K, (3, 3)))
     assert (width, height) == (640, 480)
     msg.k = np.array([0.0] * 9)
-    with pytest.raises(MessageError, match=r'camera_info\.k \(fx\)'):
+    with pytest.raises(MessageError, match=r'camera_info\.k \(fx\)') as info:
         cv.camera_info_to_K(msg)
+    assert info.value.reason == 'camera_info'
     msg.k = np.array(K)
     msg.width = 0
-    with pytest.raises(MessageError, match=r'camera_info\.width'):
+    with pytest.raises(MessageError, match=r'camera_info\.width') as info:
         cv.camera_info_to_K(msg)
+    assert info.value.reason == 'camera_info'
 
 
 BAD_IMAGES = [
-    ({'encoding': 'yuv422'}, 'image.encoding', cv.image_to_rgb),
-    ({'encoding': '32FC1'}, 'image.encoding', cv.image_to_rgb),
-    ({'step': W * 3 - 1}, 'image.step', cv.image_to_rgb),
-    ({'step': W * 3 + 1}, 'image.data', cv.image_to_rgb),      # size != step * height
-    ({'height': H + 1}, 'image.data', cv.image_to_rgb),        # truncated
-    ({'data': RGB.tobytes()[:-5]}, 'image.data', cv.image_to_rgb),
-    ({'height': 0, 'data': b''}, 'image.height', cv.image_to_rgb),
-    ({}, 'depth.encoding', cv.depth_to_meters),                 # rgb8 is no depth encoding
+    ({'encoding': 'yuv422'}, 'image.encoding', cv.image_to_rgb, 'encoding'),
+    ({'encoding': '32FC1'}, 'image.encoding', cv.image_to_rgb, 'encoding'),
+    ({'step': W * 3 - 1}, 'image.step', cv.image_to_rgb, 'size'),
+    ({'step': W * 3 + 1}, 'image.data', cv.image_to_rgb, 'size'),  # size != step * height
+    ({'height': H + 1}, 'image.data', cv.image_to_rgb, 'size'),    # truncated
+    ({'data': RGB.tobytes()[:-5]}, 'image.data', cv.image_to_rgb, 'size'),
+    ({'height': 0, 'data': b''}, 'image.height', cv.image_to_rgb, 'size'),
+    ({}, 'depth.encoding', cv.depth_to_meters, 'encoding'),     # rgb8 is no depth encoding
 ]
 
 
-@pytest.mark.parametrize('override,field,parse', BAD_IMAGES)
-def test_malformed_images_raise_message_error(fam, override, field, parse):
+@pytest.mark.parametrize('override,field,parse,reason', BAD_IMAGES)
+def test_malformed_images_raise_message_error(fam, override, field, parse, reason):
     msg = _image(fam, RGB, 'rgb8', override=override)
     with pytest.raises(MessageError) as info:
         parse(msg)
     assert str(info.value).startswith(field), str(info.value)
+    assert info.value.reason == reason  # typed: the node counts it without reading the text
 
 
 def test_wrong_message_type_raises_message_error(fam):
@@ -182,8 +185,9 @@ def test_wrong_message_type_raises_message_error(fam):
 @pytest.mark.parametrize('value', [np.nan, np.inf, 0.0])
 def test_depth_without_any_valid_pixel_raises(fam, value):
     depth = np.full((H, W, 1), value, np.float32)
-    with pytest.raises(MessageError, match=r'depth\.data: no valid depth'):
+    with pytest.raises(MessageError, match=r'depth\.data: no valid depth') as info:
         cv.depth_to_meters(_image(fam, depth, '32FC1'))
+    assert info.value.reason == 'nonfinite'
 
 
 # ------------------------------------------------------------------ PointCloud2 layouts
@@ -288,29 +292,33 @@ def _simple_cloud(fam, override, n=4):
 
 
 BAD_CLOUDS = [
-    ({'width': 0, 'data': b'', 'row_step': 0}, 'cloud: empty cloud'),
-    ({'fields': [_pf('x', 0, 7), _pf('y', 4, 7)]}, "cloud.fields: no 'z'"),
-    ({'fields': [_pf('x', 0, 7), _pf('y', 4, 7), _pf('z', 10, 7)]}, "cloud.fields['z']"),
-    ({'fields': [_pf('x', 0, 7), _pf('y', 4, 42), _pf('z', 8, 7)]}, "cloud.fields['y']"),
-    ({'row_step': 40}, 'cloud.row_step'),
-    ({'data': bytes(47)}, 'cloud.data'),
-    ({'height': 2}, 'cloud.data'),
+    ({'width': 0, 'data': b'', 'row_step': 0}, 'cloud: empty cloud', 'empty_cloud'),
+    ({'fields': [_pf('x', 0, 7), _pf('y', 4, 7)]}, "cloud.fields: no 'z'", 'missing_field'),
+    ({'fields': [_pf('x', 0, 7), _pf('y', 4, 7), _pf('z', 10, 7)]}, "cloud.fields['z']",
+     'missing_field'),
+    ({'fields': [_pf('x', 0, 7), _pf('y', 4, 42), _pf('z', 8, 7)]}, "cloud.fields['y']",
+     'missing_field'),
+    ({'row_step': 40}, 'cloud.row_step', 'size'),
+    ({'data': bytes(47)}, 'cloud.data', 'size'),
+    ({'height': 2}, 'cloud.data', 'size'),
 ]
 
 
-@pytest.mark.parametrize('override,field', BAD_CLOUDS)
-def test_malformed_clouds_raise_message_error(fam, override, field):
+@pytest.mark.parametrize('override,field,reason', BAD_CLOUDS)
+def test_malformed_clouds_raise_message_error(fam, override, field, reason):
     with pytest.raises(MessageError) as info:
         cv.pointcloud2_to_numpy(_simple_cloud(fam, override))
     assert str(info.value).startswith(field), str(info.value)
+    assert info.value.reason == reason
 
 
 def test_cloud_without_finite_points_raises(fam):
     dt = np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4')])
     pts = np.full(3, np.nan, dt)
     fields = [_pf('x', 0, 7), _pf('y', 4, 7), _pf('z', 8, 7)]
-    with pytest.raises(MessageError, match=r'cloud\.data: no finite point'):
+    with pytest.raises(MessageError, match=r'cloud\.data: no finite point') as info:
         cv.pointcloud2_to_numpy(_cloud(fam, pts, fields, 1, 3))
+    assert info.value.reason == 'nonfinite'
 
 
 # ------------------------------------------- builders + make_message through real CDR bytes

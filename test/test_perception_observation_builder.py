@@ -213,3 +213,25 @@ def test_synchronised_set_feeds_the_builder(cfg, fam):
     obs = _builder(cfg, data).build(matched.messages, _state(fam, cfg), 'x',
                                     stamp_ns=matched.stamp_ns)
     assert obs.stamp_ns == STAMP and len(obs.points) == 1
+
+
+def test_decode_then_assemble_equals_build(cfg, fam):
+    """The live node's two steps (decode on arrival, assemble in the worker) equal `build`."""
+    data = _data(cfg)
+    builder = _builder(cfg, data)
+    depth, rgb = _scene(5)
+    msgs = _messages(fam, rgb, depth)
+    expected = builder.build(msgs, _state(fam, cfg), 'x', STAMP)
+    arrays = {key: builder.decode(key, msg) for key, msg in msgs.items()}
+    assert arrays['front/depth'].dtype == np.float32 and arrays['front/color'].shape == (H, W, 3)
+    obs = builder.assemble(arrays, builder.state(_state(fam, cfg)), 'x', STAMP)
+    np.testing.assert_array_equal(obs.images[0], expected.images[0])
+    np.testing.assert_array_equal(obs.points[0], expected.points[0])
+    np.testing.assert_array_equal(obs.state, expected.state)
+    with pytest.raises(MessageError, match='/camera/depth/image_raw.encoding') as info:
+        builder.decode('front/depth', msgs['front/color'])
+    assert info.value.reason == 'encoding'
+    with pytest.raises(MessageError, match='state_dim=8') as info:
+        ObservationBuilder(data, cfg.encoder3d, (), 8).state(
+            _joint_state(fam, ['a', 'b'], [0.0, 1.0]))
+    assert info.value.reason == 'joint_names'

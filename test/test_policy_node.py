@@ -134,6 +134,10 @@ class Rig:
         # Stream state: only the stream thread publishes, so stamps stay in order per topic.
         self.mode, self.streaming, self.running = 'depth', True, True
         self.muted = set()  # kinds of a good set that are not published (a dead camera)
+        self.every = 1            # publish a set every `every` ticks of 30 Hz (a slower camera)
+        self.burst = None         # make_bad(rig): publish a malformed set instead of a good one
+        self.frames_left = None   # good sets still to publish before streaming stops (None: all)
+        self.tick = 0
         self.frames = collections.OrderedDict()   # stamp_ns -> messages of a good set
         self.bad_stamps = set()
         self.injections = collections.deque()
@@ -209,7 +213,9 @@ class Rig:
         while self.running:
             stamp_ns, _ = self.stamp()
             self.pubs['joints'].publish(self.joint_state(stamp_ns))
-            if self.streaming:
+            if self.streaming and self.tick % self.every == 0 and self.burst is not None:
+                self.burst(self)
+            elif self.streaming and self.tick % self.every == 0:
                 msgs = self.good_set(stamp_ns, self.frame_index)
                 with self.lock:
                     self.frames[stamp_ns] = msgs
@@ -219,6 +225,10 @@ class Rig:
                 self.frame_index += 1
                 while self.injections:
                     self.injections.popleft()(self)
+                if self.frames_left is not None:
+                    self.frames_left -= 1
+                    self.streaming = self.frames_left > 0
+            self.tick += 1
             tick += period
             time.sleep(max(0.0, tick - time.monotonic()))
 
@@ -310,6 +320,8 @@ def setup(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        drain.join(5)
+        assert 'Traceback' not in ''.join(log), ''.join(log[-30:])  # a clean exit on SIGTERM
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -371,7 +383,8 @@ def test_streams_trajectories_of_the_right_shape(setup):
     expected = policy.predict_chunk(obs, seed=0)
     np.testing.assert_allclose(positions, expected, atol=1e-4)
     # Latest wins: at 30 Hz in and at most 5 chunks per second out, frames were dropped.
-    assert wait_for(lambda: rig.status is not None and rig.status.dropped_frames > 0, 5)
+    assert wait_for(lambda: rig.status is not None and rig.status.dropped_frames > 0, 5), (
+        rig.counters(), _log_tail(setup))
     assert rig.status.rejected_messages == 0, rig.status.last_rejection_reason
 
 
@@ -497,7 +510,7 @@ def test_malformed_messages_are_dropped_and_counted(setup):
     assert wait_for(lambda: len(setup['rig'].trajectories) >= 1, 90), _log_tail(setup)
     _barrage(setup, DEPTH_CASES)
     text = ''.join(setup['log'])
-    assert f"{TOPICS['color']}: dropped (encoding): image.encoding: got 'yuv422'" in text
+    assert f"{TOPICS['color']}: dropped (encoding): color.encoding: got 'yuv422'" in text
     assert f"{TOPICS['camera_info']}: dropped (camera_info)" in text
 
 
@@ -518,6 +531,67 @@ def test_watchdog_stops_and_resumes(setup):
     assert wait_for(lambda: rig.status.state == PolicyStatus.STATE_ACTIVE, 10)
 
 
+def _frames_after(rig, wall_ns):
+    with rig.lock:
+        return [s for s in rig.frames if s > wall_ns]
+
+
+def _answered_after(rig, wall_ns):
+    with rig.lock:
+        return {stamp_ns(m.header.stamp) for _, m in rig.trajectories} & {
+            s for s in rig.frames if s > wall_ns}
+
+
+def test_slow_camera_and_first_good_frame_after_a_burst_are_answered(setup):
+    """A set that arrives after a gap longer than input_timeout_s is judged on its own."""
+    rig = setup['rig']
+    from spatialvla_ros_interfaces.msg import PolicyStatus
+    assert wait_for(lambda: len(rig.trajectories) >= 1, 90), _log_tail(setup)
+    # 1.5 Hz: every set comes 0.67 s after the previous one, longer than the 0.6 s timeout.
+    w0 = time.time_ns()
+    rig.every = 20
+    time.sleep(6.0)
+    rig.every = 1
+    slow = _frames_after(rig, w0)
+    answered = _answered_after(rig, w0)
+    assert len(slow) >= 6 and len(answered) >= len(slow) // 2, (len(answered), len(slow),
+                                                                _log_tail(setup))
+    # A burst of malformed colour images longer than the timeout, then one good set.
+    rig.burst = _bad_color(lambda v: {'encoding': 'yuv422'})
+    assert wait_for(lambda: rig.status.state == PolicyStatus.STATE_WAITING_FOR_INPUT, 10)
+    w1 = time.time_ns()
+    rig.frames_left = 1
+    rig.burst = None
+    assert wait_for(lambda: not rig.streaming, 10)
+    first = _frames_after(rig, w1)
+    assert len(first) == 1
+    assert wait_for(lambda: _answered_after(rig, w1), 10), _log_tail(setup)
+    rig.frames_left = None
+    rig.streaming = True
+    t_back = time.monotonic()
+    assert wait_for(lambda: len(rig.received_since(t_back)) >= 1, 30), _log_tail(setup)
+
+
+def test_long_instruction_is_rejected_and_logged_in_brief(setup):
+    """Instructions have a length limit; the log shows an excerpt, never the whole text."""
+    rig = setup['rig']
+    assert wait_for(lambda: len(rig.trajectories) >= 1, 90), _log_tail(setup)
+    limit = 1000  # the default of max_instruction_chars
+    rig.pubs['instruction'].publish(_string('pick up the red cube ' * 5000))  # 105 kB
+    assert wait_for(lambda: int(rig.counters().get('rejected.too_long', 0)) >= 1, 10), (
+        rig.counters())
+    long_ok = 'place it in the tray ' * (limit // 21)
+    rig.pubs['instruction'].publish(_string(long_ok))
+    assert wait_for(lambda: any(f'({len(long_ok.strip())} chars)' in line
+                                for line in setup['log']), 10), _log_tail(setup)
+    rig.pubs['instruction'].publish(_string(INSTRUCTION))
+    assert wait_for(lambda: any(repr(INSTRUCTION) in line for line in setup['log'][-20:]), 10)
+    assert max(len(line) for line in setup['log'] if 'instruction' in line) < 300
+    t0 = time.monotonic()
+    assert wait_for(lambda: len(rig.received_since(t0)) >= 1, 30), _log_tail(setup)
+    assert rig.counters()['num_threads'] == '1'  # the default torch thread count
+
+
 def test_lifecycle_reconfigure_to_point_clouds(setup):
     """Deactivate/cleanup, configure without a checkpoint (fails, node lives), then clouds."""
     rig, ckpt = setup['rig'], setup['ckpt']
@@ -535,10 +609,11 @@ def test_lifecycle_reconfigure_to_point_clouds(setup):
     assert setup['proc'].poll() is None
     rig.mode = 'cloud'
     rig.set_params(checkpoint_dir=ckpt, cameras__front__depth_topic='',
-                   cameras__front__cloud_topic=TOPICS['cloud'])
+                   cameras__front__cloud_topic=TOPICS['cloud'], num_threads=2)
     assert rig.transition('configure'), _log_tail(setup)
     assert rig.transition('activate')
     t_on = time.monotonic()
+    assert wait_for(lambda: rig.counters().get('num_threads') == '2', 10), rig.counters()
     assert wait_for(lambda: len(rig.received_since(t_on)) >= 3, 60), _log_tail(setup)
     with rig.lock:
         frames = dict(rig.frames)
@@ -568,7 +643,7 @@ def test_two_cameras_depth_and_cloud(setup, tmp_path_factory):
     assert rig.transition('cleanup')
     rig.mode = 'multi'
     rig.set_params(checkpoint_dir=ckpt, cameras__front__depth_topic=TOPICS['depth'],
-                   cameras__front__cloud_topic='')
+                   cameras__front__cloud_topic='', num_threads=1)
     assert rig.transition('configure'), _log_tail(setup)
     assert rig.transition('activate')
     t_on = time.monotonic()
@@ -633,6 +708,7 @@ def test_worker_survives_a_failing_job():
 
 def test_watchdog_rejections_and_stamps_with_a_fake_clock():
     from spatialvla_ros.nodes import policy_runtime
+    from spatialvla_ros.perception.conversions import MessageError
     now = [100.0]
     watchdog = policy_runtime.InputWatchdog(0.5, clock=lambda: now[0])
     watchdog.reset(['/a', '/b'])
@@ -647,15 +723,16 @@ def test_watchdog_rejections_and_stamps_with_a_fake_clock():
     assert 'no message on /a for 0.75 s (timeout 0.50 s)' in watchdog.reason()
 
     log = policy_runtime.RejectionLog(throttle_s=1.0, clock=lambda: now[0])
-    assert log.record('/a', 'size', 'x')[1] is True
-    assert log.record('/a', 'size', 'y')[1] is False      # throttled per topic and reason
-    assert log.record('/b', 'size', 'z')[1] is True
-    assert log.record('/a', 'encoding', 'w')[1] is True
+    assert log.record('/a', MessageError('size', 'x'))[1] is True
+    assert log.record('/a', MessageError('size', 'y'))[1] is False  # per topic and reason
+    assert log.record('/b', MessageError('size', 'z'))[1] is True
+    assert log.record('/a', MessageError('encoding', 'w'))[1] is True
     now[0] += 1.5
-    assert log.record('/a', 'size', 'v')[1] is True
+    assert log.record('/a', MessageError('size', 'v'))[1] is True
+    assert log.record('/a', KeyError('u'))[1] is True      # not a MessageError: 'invalid'
     total, by_reason, last = log.snapshot()
-    assert total == 5 and by_reason['size'] == 4 and by_reason['encoding'] == 1
-    assert last == '/a: dropped (size): v'
+    assert total == 6 and by_reason['size'] == 4 and by_reason['encoding'] == 1
+    assert by_reason['invalid'] == 1 and last == "/a: dropped (invalid): 'u'"
 
     stamps = policy_runtime.StampChecker(future_tolerance_s=0.1)
     t = 1_000 * 10 ** 9
@@ -664,19 +741,52 @@ def test_watchdog_rejections_and_stamps_with_a_fake_clock():
     stamps.check('/a', t, now_ns=t)  # a repeated stamp is left to the synchroniser
     for stamp, reason in ((t - 1, 'out_of_order'), (t + 2 * 10 ** 8, 'future_stamp'),
                           (0, 'invalid')):
-        with pytest.raises(policy_runtime.Rejection) as info:
+        with pytest.raises(MessageError) as info:
             stamps.check('/a', stamp, now_ns=t)
         assert info.value.reason == reason
     stamps.check('/b', t - 1, now_ns=t)  # order is per topic
 
-    good = np.zeros((10, 8))
-    assert policy_runtime.check_chunk(good, 10, 8).shape == (10, 8)
-    bad = good.copy()
-    bad[3, 2] = np.nan
-    for chunk, reason in ((bad, 'nonfinite'), (good[:9], 'invalid')):
-        with pytest.raises(policy_runtime.Rejection) as info:
-            policy_runtime.check_chunk(chunk, 10, 8)
-        assert info.value.reason == reason
+
+def test_live_inputs_judge_a_set_on_its_own_freshness(tmp_path):
+    """No DDS: a set after a gap longer than the timeout is answered; long instructions refused."""
+    from spatialvla_ros.config import load_config
+    from spatialvla_ros.nodes.policy_runtime import LiveInputs
+    from spatialvla_ros.perception import conversions as cv
+    from spatialvla_ros.perception.conversions import MessageError
+    from spatialvla_ros.perception.messages import make_message
+    from spatialvla_ros.perception.observation_builder import ObservationBuilder
+    from spatialvla_ros.perception.observation_builder import sync_keys
+    from spatialvla_ros.perception.sync import StampSynchronizer
+    from sensor_msgs.msg import CameraInfo
+    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import JointState
+    config = load_config(os.path.join(REPO, 'config', 'late_gemma.yaml'))
+    act, data = config.action, config.data
+    now = [100.0]
+    live = LiveInputs(ObservationBuilder(data, config.encoder3d, act.names, act.state_dim),
+                      StampSynchronizer(sync_keys(data), 0.005), ['/c', '/d', '/i', '/js'],
+                      max_instruction_chars=30, clock=lambda: now[0])
+    live.reset(0.5, 0.1)
+    live.set_instruction(INSTRUCTION)
+    with pytest.raises(MessageError) as info:
+        live.set_instruction('x' * 31)
+    assert info.value.reason == 'too_long' and live.instruction == INSTRUCTION
+    K = np.array([[FX, 0, CX], [0, FY, CY], [0, 0, 1]])
+    rgb, depth = scene(0)
+    for n in range(3):  # 1.5 Hz: every set arrives 0.67 s after the last, timeout 0.5 s
+        t = 10 ** 12 + n * 667_000_000
+        live.joint_state('/js', make_message(JointState, {
+            'header': cv.header_fields(t), 'name': list(act.names),
+            'position': np.zeros(len(act.names))}), t, t)
+        jobs = [live.camera(f'front/{kind}', topic, make_message(cls, values), t, t, now[0])
+                for kind, topic, cls, values in (
+                    ('color', '/c', Image, cv.rgb_to_image_fields(rgb, 'rgb8', t)),
+                    ('depth', '/d', Image, cv.depth_to_image_fields(depth, '32FC1', t)),
+                    ('camera_info', '/i', CameraInfo, cv.camera_info_fields(K, W, H, t)))]
+        assert jobs[:2] == [None, None] and jobs[2].stamp_ns == t
+        assert jobs[2].arrays['front/depth'].dtype == np.float32  # decoded once, kept
+        now[0] += 0.67
+        assert 'no message on /c' in live.waiting_reason('/instruction')
 
 
 def test_parameter_overrides_and_missing_checkpoint():

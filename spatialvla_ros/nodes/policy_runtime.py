@@ -21,74 +21,15 @@ without DDS. Times are seconds from `time.monotonic()` unless a name says `_ns`.
 """
 
 import collections
+import ctypes
+import ctypes.util
+import gc
+import sys
 import threading
 import time
 
-import numpy as np
-
-
-# Stable keys of the per-reason rejection counters (exposed in the DiagnosticArray).
-REJECTION_REASONS = (
-    'encoding',        # unsupported or mismatching image encoding
-    'size',            # width/height/step/data length disagree, truncated data
-    'nonfinite',       # NaN/inf where finite numbers are required (depth, joint state)
-    'empty_cloud',     # PointCloud2 without points
-    'missing_field',   # PointCloud2 lacks x/y/z (or a field is malformed)
-    'camera_info',     # zero/invalid focal length, size or distortion model
-    'future_stamp',    # header stamp later than now + tolerance
-    'out_of_order',    # header stamp older than the previous message on that topic
-    'joint_names',     # joint state without the configured joints (unknown names)
-    'frame',           # the synchronised set cannot be turned into an observation
-    'invalid',         # any other malformed content
-)
-
-
-class Rejection(ValueError):
-    """A message that must be dropped; `reason` is one of REJECTION_REASONS."""
-
-    def __init__(self, reason, detail):
-        super().__init__(detail)
-        self.reason = reason if reason in REJECTION_REASONS else 'invalid'
-        self.detail = detail
-
-
-# Words in an error message -> reason key, for errors raised by the perception modules (their
-# messages start with a short label such as 'image.', 'depth.', 'cloud.', never the topic). The
-# first match wins, so the specific ones come first; 'inf' is not a key word ('camera_info').
-_KEYWORDS = (
-    ('future', 'future_stamp'),
-    ('out of order', 'out_of_order'),
-    ('older than', 'out_of_order'),
-    ('not newer', 'out_of_order'),
-    ('encoding', 'encoding'),
-    ('focal', 'camera_info'),
-    ('camera_info', 'camera_info'),
-    ('empty cloud', 'empty_cloud'),
-    ('fields', 'missing_field'),
-    ('no valid', 'nonfinite'),
-    ('finite', 'nonfinite'),
-    ('joint', 'joint_names'),
-    ('nan', 'nonfinite'),
-    ('truncat', 'size'),
-    ('step', 'size'),
-    ('bytes', 'size'),
-    ('height', 'size'),
-    ('width', 'size'),
-    ('shape', 'size'),
-    ('size', 'size'),
-)
-
-
-def classify_error(exc, default='invalid'):
-    """Map an exception raised by a conversion to a stable rejection reason key."""
-    reason = getattr(exc, 'reason', None)
-    if reason in REJECTION_REASONS:
-        return reason
-    text = str(exc).lower()
-    for word, key in _KEYWORDS:
-        if word in text:
-            return key
-    return default
+from spatialvla_ros.perception.conversions import MessageError
+from spatialvla_ros.perception.conversions import REJECTION_REASONS
 
 
 class RejectionLog:
@@ -113,10 +54,14 @@ class RejectionLog:
             self.last_reason = ''
             self._last_log.clear()
 
-    def record(self, topic, reason, detail):
-        """Count one rejection; return (message, should_log)."""
-        reason = reason if reason in REJECTION_REASONS else 'invalid'
-        message = f'{topic}: dropped ({reason}): {detail}'
+    def record(self, topic, error):
+        """Count one rejected message; return (message, should_log).
+
+        error: the exception that rejected it; a MessageError carries its reason, anything
+        else counts as 'invalid'.
+        """
+        reason = error.reason if isinstance(error, MessageError) else 'invalid'
+        message = f'{topic}: dropped ({reason}): {error}'
         now = self._clock()
         with self._lock:
             self.total += 1
@@ -149,16 +94,18 @@ class StampChecker:
         self._last.clear()
 
     def check(self, topic, stamp_ns, now_ns):
-        """Raise Rejection when `stamp_ns` (header stamp) cannot be accepted on `topic`."""
+        """Raise MessageError when `stamp_ns` (header stamp) cannot be accepted on `topic`."""
         if stamp_ns <= 0:
-            raise Rejection('invalid', 'header stamp is zero (the publisher did not stamp it)')
+            raise MessageError('invalid', 'header stamp is zero (the publisher did not stamp '
+                               'it)')
         if stamp_ns > now_ns + self.future_tolerance_ns:
-            raise Rejection('future_stamp', f'header stamp is {(stamp_ns - now_ns) * 1e-9:.3f} s '
-                            f'in the future (tolerance {self.future_tolerance_ns * 1e-9:.3f} s)')
+            raise MessageError('future_stamp', f'header stamp is {(stamp_ns - now_ns) * 1e-9:.3f} '
+                               f's in the future (tolerance '
+                               f'{self.future_tolerance_ns * 1e-9:.3f} s)')
         last = self._last.get(topic)
         if last is not None and stamp_ns < last:
-            raise Rejection('out_of_order', f'header stamp is {(last - stamp_ns) * 1e-9:.3f} s '
-                            'older than the previous message on this topic')
+            raise MessageError('out_of_order', f'header stamp is {(last - stamp_ns) * 1e-9:.3f} '
+                               's older than the previous message on this topic')
 
     def commit(self, topic, stamp_ns):
         """Remember the stamp of an accepted message (only accepted ones set the order)."""
@@ -239,6 +186,119 @@ class RateMeter:
                 return 0.0
             span = max(now - self._times[0], 1e-6)
             return (len(self._times) - 1) / span
+
+
+class NodeStats:
+    """
+    What the node reports besides its state: chunks, rate, latency, drops, rejections.
+
+    `suppressed` counts chunks computed but not published, by why (stale_input, late_result,
+    refused_action, inactive, inference_error).
+    """
+
+    def __init__(self, throttle_s=2.0):
+        self.rate = RateMeter()
+        self.published_chunks = 0
+        self.last_latency = 0.0
+        self.dropped_before = 0  # latest-wins drops of the workers of earlier activations
+        self.reset(throttle_s)
+
+    def reset(self, throttle_s):
+        """Start the rejection and suppression counts afresh (on activate)."""
+        self.rejections = RejectionLog(throttle_s)
+        self.suppressed = collections.Counter()
+
+    def suppress(self, reason):
+        self.suppressed[reason] += 1
+
+    def published(self, latency):
+        self.published_chunks += 1
+        self.last_latency = float(latency)
+        self.rate.tick()
+
+    def values(self, worker_dropped=0):
+        """Counters as {key: value} for the DiagnosticArray (and the PolicyStatus fields)."""
+        total, by_reason, last = self.rejections.snapshot()
+        values = {'published_chunks': self.published_chunks,
+                  'rate_hz': f'{self.rate.rate():.2f}',
+                  'last_latency_s': f'{self.last_latency:.4f}',
+                  'dropped_frames': self.dropped_before + worker_dropped,
+                  'rejected_messages': total, 'last_rejection_reason': last}
+        values.update({f'rejected.{r}': n for r, n in by_reason.items()})
+        values.update({f'suppressed.{r}': n for r, n in sorted(self.suppressed.items())})
+        return values
+
+
+SYNC_INPUT = 'synchronised camera set'  # the watchdog's name for "a set was completed"
+Job = collections.namedtuple('Job', 'stamp_ns arrays state instruction received')
+
+
+class LiveInputs:
+    """
+    The node's input side without ROS: stamp order, decode once, synchronise, watchdog.
+
+    `camera`, `joint_state` and `set_instruction` each take one message and either raise
+    MessageError (the caller counts it by its reason) or accept it. `camera` returns the Job
+    to run when its message completes a set and every input is fresh at that moment.
+    `received` times are `clock()` seconds; `now_ns` is the ROS clock of the stamp checks.
+    """
+
+    def __init__(self, builder, sync, topics, default_instruction='',
+                 max_instruction_chars=1000, clock=time.monotonic):
+        self.builder, self.sync, self.topics = builder, sync, list(topics)
+        self.default_instruction = default_instruction
+        self.max_instruction_chars = max_instruction_chars
+        self.clock = clock
+        self.state = self.instruction = None
+        self.reset(1.0, 0.1)
+
+    def reset(self, timeout_s, future_tolerance_s):
+        """Start afresh (activate): stamps, queued sets, watchdog; keep state and instruction."""
+        self.stamps = StampChecker(future_tolerance_s)
+        self.watchdog = InputWatchdog(timeout_s, clock=self.clock)
+        self.watchdog.reset(self.topics + [SYNC_INPUT])
+        self.sync.reset()
+
+    def camera(self, key, topic, msg, stamp_ns, now_ns, received):
+        self.stamps.check(topic, stamp_ns, now_ns)
+        matched = self.sync.add(key, stamp_ns,
+                                self.builder.decode(key, msg, key.rsplit('/', 1)[-1]))
+        self.stamps.commit(topic, stamp_ns)
+        self.watchdog.feed(topic, received)
+        if matched is None:
+            return None
+        self.watchdog.feed(SYNC_INPUT, received)
+        instruction = self.instruction or self.default_instruction
+        # Judged on this set's own freshness now, never on an earlier "waiting" verdict: that
+        # would drop the first set after every gap longer than the timeout (a slow camera).
+        if self.state is None or not instruction or self.watchdog.stale(received):
+            return None
+        return Job(matched.stamp_ns, matched.messages, self.state, instruction, received)
+
+    def joint_state(self, topic, msg, stamp_ns, now_ns):
+        self.stamps.check(topic, stamp_ns, now_ns)
+        state = self.builder.state(msg, 'joint_state')
+        self.stamps.commit(topic, stamp_ns)
+        self.state = state
+        self.watchdog.feed(topic)
+
+    def set_instruction(self, text):
+        """Take a new instruction (rejected, not truncated, when too long); True if it changed."""
+        text, limit = text.strip(), self.max_instruction_chars
+        if not text or len(text) > limit:
+            raise MessageError('too_long' if text else 'invalid', f'got {len(text)} characters, '
+                               f'expected 1 to {limit} (max_instruction_chars); the previous '
+                               'instruction stays')
+        changed, self.instruction = text != self.instruction, text
+        return changed
+
+    def waiting_reason(self, instruction_topic):
+        """Return a sentence naming what is missing or stale ('' when all is there)."""
+        reason = self.watchdog.reason()
+        if not (self.instruction or self.default_instruction):
+            reason = (reason + '; ' if reason else 'waiting for input: ') + (
+                f'no instruction yet on {instruction_topic}')
+        return reason
 
 
 class LatestWinsWorker:
@@ -342,21 +402,27 @@ class LatestWinsWorker:
                     self.processed += 1
 
 
-def load_policy(checkpoint_dir, device='auto', dtype='auto', num_steps=0, plan=''):
+def load_policy(checkpoint_dir, device='auto', dtype='auto', num_steps=0, plan='',
+                num_threads=0):
     """
-    Load a checkpoint for serving; return (SpatialVLAPolicy, resolved device string).
+    Load a checkpoint for serving; return (SpatialVLAPolicy, device, torch threads).
 
     device 'auto' is cuda when available; dtype 'auto' is the checkpoint's; num_steps 0 keeps
-    the checkpoint's; a non-empty `plan` must match the checkpoint's. Imports torch (slow).
+    the checkpoint's; a non-empty `plan` must match the checkpoint's; num_threads > 0 sets
+    torch's intra-op threads (process-wide; 0 leaves torch's default). Imports torch (slow).
     """
     if not checkpoint_dir:
         raise ValueError("parameter 'checkpoint_dir' is empty: set it to a checkpoint "
                          'directory written by save_checkpoint (--ros-args -p '
                          'checkpoint_dir:=/path/to/checkpoint)')
+    # Deferred: torch and the model take seconds to import; `policy_node --help`, the launch
+    # tools and the ROS-free runtime pieces above must not pay for them.
     import torch
 
     from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
 
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
     if device == 'auto':
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     elif device.startswith('cuda') and not torch.cuda.is_available():
@@ -367,16 +433,33 @@ def load_policy(checkpoint_dir, device='auto', dtype='auto', num_steps=0, plan='
     if plan and plan != policy.config.plan:
         raise ValueError(f"parameter 'plan': got {plan!r}, but the checkpoint {checkpoint_dir} "
                          f'is a {policy.config.plan!r} policy')
-    return policy, device
+    return policy, device, torch.get_num_threads()
 
 
-def check_chunk(chunk, horizon, action_dim):
-    """Return the chunk as float64 (H, A) or raise Rejection when it must not be published."""
-    chunk = np.asarray(chunk)
-    if chunk.shape != (horizon, action_dim):
-        raise Rejection('invalid', f'policy returned actions of shape {chunk.shape}, expected '
-                        f'({horizon}, {action_dim}) (chunk_size, action_dim)')
-    if not np.all(np.isfinite(chunk)):
-        bad = int(np.count_nonzero(~np.isfinite(chunk)))
-        raise Rejection('nonfinite', f'policy returned {bad} non-finite action values')
-    return chunk.astype(np.float64)
+def free_memory():
+    """Collect the dropped policy and hand cached GPU memory back (cleanup, shutdown)."""
+    gc.collect()
+    torch = sys.modules.get('torch')  # only load_policy imports it; nothing to free without
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# glibc mallopt() parameters (malloc.h) and the largest mmap threshold it accepts on 64 bits.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX = -1, -3, 32 << 20
+
+
+def reuse_freed_memory():
+    """
+    Keep freed frame-sized buffers in the heap for the next frame; return False if not glibc.
+
+    Every live frame allocates a few MB of arrays (decoded images, xyz maps, tensors). By
+    default glibc serves each with a fresh mmap and unmaps it when freed, so every frame pays
+    the page faults of touching new memory: about half of the preprocessing time of a 640x480
+    RGB-D frame (bench/preprocess_latency.py). Process-wide; costs up to a few frames of RSS.
+    """
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library('c')).mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, 8 * _MMAP_THRESHOLD_MAX))

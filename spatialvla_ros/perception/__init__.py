@@ -11,3 +11,25 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
+
+"""
+ROS sensor messages -> the model's 3D-aware observation, in numpy (no rclpy import).
+
+`conversions` parses Image / CameraInfo / PointCloud2 (and builds them back) and raises
+`MessageError` with a stable `reason`; `geometry` is the pinhole maths (unprojection,
+transforms, cloud rendering); `sync` pairs streams by header stamp; `observation_builder`
+decodes each message once and assembles a `RawObservation`. `messages` and `bag_messages`
+build and convert message instances of rclpy or rosbags classes.
+"""
+
+from .conversions import MessageError
+from .conversions import REJECTION_REASONS
+from .observation_builder import joint_state_to_vector
+from .observation_builder import ObservationBuilder
+from .sync import MatchedSet
+from .sync import StampSynchronizer
+from .sync import synchronize_streams
+from .sync import SyncRejected
+
+__all__ = ['MatchedSet', 'MessageError', 'ObservationBuilder', 'REJECTION_REASONS',
+           'StampSynchronizer', 'SyncRejected', 'joint_state_to_vector', 'synchronize_streams']

@@ -18,7 +18,8 @@ The parsers are duck-typed: they read only the message fields by name, so the sa
 converts live rclpy messages (`data` is an array.array) and messages deserialised by
 `rosbags` (`data` is a numpy uint8 array). Buffers are wrapped with strided numpy views (no
 copy while parsing); each parser returns arrays that own their memory (one copy at the end).
-Every malformed message raises `MessageError` naming the field and what was expected.
+Every malformed message raises `MessageError` naming the field and what was expected, with a
+`reason` key (REJECTION_REASONS) that the policy node counts without reading the text.
 
 The builders go the other way (numpy -> plain field values: nested dicts, numpy arrays);
 `spatialvla_ros.perception.messages.make_message` turns those values into an rclpy or a
@@ -32,8 +33,35 @@ from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.perception import geometry
 
 
+# Stable keys of the policy node's per-reason rejection counters (its DiagnosticArray).
+REJECTION_REASONS = (
+    'encoding',        # unsupported or mismatching image encoding
+    'size',            # width/height/step/data length disagree, truncated data
+    'nonfinite',       # NaN/inf where finite numbers are required (depth, joint state)
+    'empty_cloud',     # PointCloud2 without points
+    'missing_field',   # PointCloud2 lacks x/y/z (or a field is malformed)
+    'camera_info',     # zero/invalid focal length, size or distortion model
+    'future_stamp',    # header stamp later than now + tolerance
+    'out_of_order',    # header stamp older than the previous message on that topic
+    'joint_names',     # joint state without the configured joints (unknown names)
+    'too_long',        # instruction longer than the node's max_instruction_chars
+    'frame',           # the synchronised set cannot be turned into an observation
+    'invalid',         # any other malformed content
+)
+
+
 class MessageError(ValueError):
-    """A ROS message cannot be converted: names the field, what was got, what was expected."""
+    """
+    A ROS message that cannot be used: names the field, what was got, what was expected.
+
+    `reason` (one of REJECTION_REASONS) says why in one stable word; it travels with the error
+    to the node's counters and status, so nothing parses it back out of the message.
+    """
+
+    def __init__(self, reason, message):
+        assert reason in REJECTION_REASONS, reason
+        super().__init__(message)
+        self.reason = reason
 
 
 # encoding -> (channels, numpy kind + itemsize, RGB channel order or None for mono)
@@ -71,8 +99,9 @@ def require_fields(msg, names, what, expected):
     """Reject a message of the wrong type with MessageError, not an AttributeError."""
     missing = [n for n in names if not hasattr(msg, n)]
     if missing:
-        raise MessageError(f'{what}: got a {type(msg).__name__} without {missing}, expected '
-                           f'a {expected}')
+        raise MessageError('invalid', (
+            f'{what}: got a {type(msg).__name__} without {missing}, expected '
+            f'a {expected}'))
 
 
 def _bytes(data, field):
@@ -86,8 +115,20 @@ def _bytes(data, field):
         try:
             return np.asarray(data, dtype=np.uint8).reshape(-1)
         except (TypeError, ValueError):
-            raise MessageError(f'{field}: got {type(data).__name__}, expected a byte '
+            raise MessageError('invalid', f'{field}: got {type(data).__name__}, expected a byte '
                                'buffer') from None
+
+
+def _rows(msg, what, step_field, step, height, width, item_bytes, item_name):
+    """Flat uint8 view of `data` once its rows are checked: step fits a row, data all rows."""
+    if step < width * item_bytes:
+        raise MessageError('size', f'{what}.{step_field}: got {step}, expected >= width * '
+                           f'{item_name} = {width} * {item_bytes} = {width * item_bytes}')
+    buf = _bytes(msg.data, f'{what}.data')
+    if buf.size != step * height:
+        raise MessageError('size', f'{what}.data: got {buf.size} bytes, expected {step_field} * '
+                           f'height = {step} * {height} = {step * height}')
+    return buf
 
 
 def _image_view(msg, what, channels, kind):
@@ -95,17 +136,12 @@ def _image_view(msg, what, channels, kind):
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     encoding = msg.encoding
     if height <= 0 or width <= 0:
-        raise MessageError(f'{what}.height/width: got {height} x {width}, expected a non-empty '
-                           'image')
+        raise MessageError('size', (
+            f'{what}.height/width: got {height} x {width}, expected a non-empty '
+            'image'))
     itemsize = int(kind[1])
     bpp = channels * itemsize
-    if step < width * bpp:
-        raise MessageError(f'{what}.step: got {step}, expected >= width * bytes per pixel = '
-                           f'{width} * {bpp} = {width * bpp} for {encoding!r}')
-    buf = _bytes(msg.data, f'{what}.data')
-    if buf.size != step * height:
-        raise MessageError(f'{what}.data: got {buf.size} bytes, expected step * height = '
-                           f'{step} * {height} = {step * height}')
+    buf = _rows(msg, what, 'step', step, height, width, bpp, f'bytes per {encoding} pixel')
     dtype = np.dtype(kind).newbyteorder('>' if msg.is_bigendian else '<')
     return np.ndarray((height, width, channels), dtype=dtype, buffer=buf,
                       strides=(step, bpp, itemsize))
@@ -119,7 +155,7 @@ def image_to_rgb(msg, what='image'):
     require_fields(msg, _IMAGE_FIELDS, what, 'sensor_msgs/Image')
     encoding = msg.encoding
     if encoding not in COLOR_ENCODINGS:
-        raise MessageError(f'{what}.encoding: got {encoding!r}, expected one of '
+        raise MessageError('encoding', f'{what}.encoding: got {encoding!r}, expected one of '
                            + ', '.join(COLOR_ENCODINGS))
     channels, kind, order = COLOR_ENCODINGS[encoding]
     view = _image_view(msg, what, channels, kind)
@@ -145,7 +181,7 @@ def depth_to_meters(msg, what='depth'):
     require_fields(msg, _IMAGE_FIELDS, what, 'sensor_msgs/Image')
     encoding = msg.encoding
     if encoding not in DEPTH_ENCODINGS:
-        raise MessageError(f'{what}.encoding: got {encoding!r}, expected one of '
+        raise MessageError('encoding', f'{what}.encoding: got {encoding!r}, expected one of '
                            + ', '.join(DEPTH_ENCODINGS))
     kind, scale = DEPTH_ENCODINGS[encoding]
     view = _image_view(msg, what, 1, kind)[..., 0]
@@ -154,8 +190,9 @@ def depth_to_meters(msg, what='depth'):
         depth *= np.float32(scale)
     with np.errstate(invalid='ignore'):
         if not np.any(np.isfinite(depth) & (depth > 0)):
-            raise MessageError(f'{what}.data: no valid depth pixel, every value is 0, NaN or '
-                               'inf (expected at least one finite depth > 0)')
+            raise MessageError('nonfinite', (
+                f'{what}.data: no valid depth pixel, every value is 0, NaN or '
+                'inf (expected at least one finite depth > 0)'))
     return depth
 
 
@@ -169,16 +206,17 @@ def camera_info_to_K(msg, what='camera_info'):
     try:
         K = geometry.intrinsics_from_k(msg.k, f'{what}.k')
     except ValueError as exc:
-        raise MessageError(str(exc)) from None
+        raise MessageError('camera_info', str(exc)) from None
     width, height = int(msg.width), int(msg.height)
     if width <= 0 or height <= 0:
-        raise MessageError(f'{what}.width/height: got {width} x {height}, expected the '
-                           'calibrated image size (> 0)')
+        raise MessageError('camera_info', (
+            f'{what}.width/height: got {width} x {height}, expected the '
+            'calibrated image size (> 0)'))
     return K, width, height
 
 
 def _field_error(what, name, message):
-    return MessageError(f"{what}.fields['{name}']: {message}")
+    return MessageError('missing_field', f"{what}.fields['{name}']: {message}")
 
 
 def pointcloud2_to_numpy(msg, what='cloud', keep_organized=True):
@@ -197,16 +235,18 @@ def pointcloud2_to_numpy(msg, what='cloud', keep_organized=True):
     require_fields(msg, _CLOUD_FIELDS, what, 'sensor_msgs/PointCloud2')
     height, width = int(msg.height), int(msg.width)
     if height * width <= 0:
-        raise MessageError(f'{what}: empty cloud (height * width = {height} * {width}), '
-                           'expected at least one point')
+        raise MessageError('empty_cloud', (
+            f'{what}: empty cloud (height * width = {height} * {width}), '
+            'expected at least one point'))
     point_step, row_step = int(msg.point_step), int(msg.row_step)
     fields = {}
     for f in msg.fields:
         fields.setdefault(f.name, f)
     missing = [a for a in 'xyz' if a not in fields]
     if missing:
-        raise MessageError(f"{what}.fields: no {', '.join(repr(m) for m in missing)} field "
-                           f'(got {sorted(fields)}), expected x, y and z')
+        raise MessageError('missing_field', (
+            f"{what}.fields: no {', '.join(repr(m) for m in missing)} field "
+            f'(got {sorted(fields)}), expected x, y and z'))
     names, formats, offsets = [], [], []
 
     def add(name, kind=None):
@@ -236,19 +276,14 @@ def pointcloud2_to_numpy(msg, what='cloud', keep_organized=True):
     elif all(c in fields for c in 'rgb'):
         for c in 'rgb':
             add(c, 'u1')
-    if row_step < width * point_step:
-        raise MessageError(f'{what}.row_step: got {row_step}, expected >= width * point_step '
-                           f'= {width} * {point_step} = {width * point_step}')
-    buf = _bytes(msg.data, f'{what}.data')
-    if buf.size != row_step * height:
-        raise MessageError(f'{what}.data: got {buf.size} bytes, expected row_step * height = '
-                           f'{row_step} * {height} = {row_step * height}')
+    buf = _rows(msg, what, 'row_step', row_step, height, width, point_step, 'point_step')
     try:
         dtype = np.dtype({'names': names, 'formats': formats, 'offsets': offsets,
                           'itemsize': point_step})
     except (TypeError, ValueError) as exc:
-        raise MessageError(f'{what}.fields: invalid layout {list(zip(names, offsets))} for '
-                           f'point_step {point_step}: {exc}') from None
+        raise MessageError('missing_field', (
+            f'{what}.fields: invalid layout {list(zip(names, offsets))} for '
+            f'point_step {point_step}: {exc}')) from None
     view = np.ndarray((height, width), dtype=dtype, buffer=buf,
                       strides=(row_step, point_step))  # (H, W) structured, no copy
     xyz = np.empty((height * width, 3), dtype=np.float32)
@@ -264,8 +299,9 @@ def pointcloud2_to_numpy(msg, what='cloud', keep_organized=True):
         rgb = np.stack([view[c].reshape(-1) for c in 'rgb'], axis=1)
     valid = np.isfinite(xyz).all(axis=1)
     if not valid.any():
-        raise MessageError(f'{what}.data: no finite point among {height * width} (expected at '
-                           'least one point with finite x, y, z)')
+        raise MessageError('nonfinite', (
+            f'{what}.data: no finite point among {height * width} (expected at '
+            'least one point with finite x, y, z)'))
     if height > 1 and keep_organized:
         xyz[~valid] = np.nan
         return xyz, rgb, (height, width)

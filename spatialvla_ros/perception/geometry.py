@@ -128,8 +128,15 @@ def transform_points(T, points):
 
 def _valid_depth(z, min_depth, max_depth):
     # 0 is "no return" for every depth driver; NaN compares False; inf is no return either.
+    # Two passes over the image instead of four (this runs on every live frame): the lower
+    # bound is at least the smallest positive float, and inf fails a finite upper bound.
+    lo = max(float(min_depth), float(np.nextafter(np.float32(0), np.float32(1))))
     with np.errstate(invalid='ignore'):
-        return (z > 0) & (z >= min_depth) & (z <= max_depth) & np.isfinite(z)
+        valid = np.greater_equal(z, lo)
+        valid &= np.less_equal(z, max_depth)
+        if not np.isfinite(max_depth):
+            valid &= np.isfinite(z)
+    return valid
 
 
 def depth_to_points(depth_m, K, base_from_camera=None, min_depth=0.0, max_depth=np.inf):

@@ -81,29 +81,43 @@ def joint_state_to_vector(msg, names=(), what='joint_state'):
     pos = np.asarray(msg.position, dtype=np.float64).reshape(-1)
     if names:
         if len(got) != pos.size:
-            raise MessageError(f'{what}.position: got {pos.size} values for {len(got)} names, '
-                               'expected one position per name')
+            raise MessageError('size', f'{what}.position: got {pos.size} values for '
+                               f'{len(got)} names, expected one position per name')
         index = {}
         for i, n in enumerate(got):
             if n in index:
-                raise MessageError(f'{what}.name: joint {n!r} appears twice, expected unique '
-                                   'names')
+                raise MessageError('joint_names', f'{what}.name: joint {n!r} appears twice, '
+                                   'expected unique names')
             index[n] = i
         missing = [n for n in names if n not in index]
         if missing:
-            raise MessageError(f'{what}.name: missing joints {missing} (got {got}), expected '
-                               f'all of {list(names)}')
+            raise MessageError('joint_names', f'{what}.name: missing joints {missing} (got '
+                               f'{got}), expected all of {list(names)}')
         pos = pos[[index[n] for n in names]]
     bad = np.flatnonzero(~np.isfinite(pos))
     if bad.size:
         label = names[bad[0]] if names else int(bad[0])
-        raise MessageError(f'{what}.position[{label!r}]: got {pos[bad[0]]}, expected a finite '
-                           'value')
+        raise MessageError('nonfinite', f'{what}.position[{label!r}]: got {pos[bad[0]]}, '
+                           'expected a finite value')
     return pos.astype(np.float32)
+
+
+# kind -> parser of one message of a synchronised set; see ObservationBuilder.decode.
+_DECODERS = {
+    COLOR: conversions.image_to_rgb,                # (H, W, 3) uint8 RGB
+    DEPTH: conversions.depth_to_meters,             # (H, W) float32 [m]
+    CLOUD: conversions.pointcloud2_to_numpy,        # (xyz (N, 3), rgb | None, shape | None)
+    CAMERA_INFO: conversions.camera_info_to_K,      # (K (3, 3), width, height)
+}
 
 
 class ObservationBuilder:
     """Turns synchronised messages into RawObservations for the model.
+
+    Two steps, so a live node can decode each message once, on arrival, and keep the arrays:
+    `decode(key, msg)` parses (and thereby validates) one message; `assemble(arrays, state,
+    ...)` unprojects the decoded set into an observation. `build` does both for a set of
+    messages at once (bag dataset, tools, tests).
 
     Args:
         data_config: perception.configuration.DataConfig (cameras, topics, mounts).
@@ -132,22 +146,47 @@ class ObservationBuilder:
                 cam.base_from_camera_xyz, cam.base_from_camera_quat,
                 f'data.cameras[{cam.name}].base_from_camera')
             for cam in self.cameras}
+        self.topics = key_topics(data_config)
+
+    def decode(self, key, msg, what=None):
+        """Parse one message of a set (key as in `sync_keys`); raise MessageError if malformed.
+
+        `what` prefixes error messages (default: the key's topic).
+        """
+        kind = key.rsplit('/', 1)[-1]
+        return _DECODERS[kind](msg, what or self.topics[key])
+
+    def state(self, joint_state, what=None):
+        """JointState-like -> (state_dim,) float32 state vector (MessageError if unusable).
+
+        `what` prefixes error messages (default: the state topic).
+        """
+        what = what or self.data_config.state_topic
+        state = joint_state_to_vector(joint_state, self.state_names, what)
+        if self.state_dim is not None and state.shape != (self.state_dim,):
+            raise MessageError('joint_names', f'{what}: got {state.size} joint positions, '
+                               f'expected state_dim={self.state_dim} (set action.names to '
+                               'select joints by name)')
+        return state
 
     def camera_points(self, camera, image_shape, camera_info, depth=None, cloud=None):
-        """(H, W, 3) float32 base-frame xyz map of one camera at the colour size (H, W)."""
+        """(H, W, 3) float32 base-frame xyz map of one camera at the colour size (H, W).
+
+        camera_info: decoded (K, width, height); depth: decoded (H', W') metres; cloud:
+        decoded (xyz, rgb, shape) (see `decode`).
+        """
         height, width = image_shape[:2]
-        K, info_w, info_h = conversions.camera_info_to_K(camera_info, camera.camera_info_topic)
+        K, info_w, info_h = camera_info
         T = self.base_from_camera[camera.name]
         rng = {'min_depth': self.min_depth, 'max_depth': self.max_depth}
         if depth is not None:
-            depth_m = conversions.depth_to_meters(depth, camera.depth_topic)
-            dh, dw = depth_m.shape
+            dh, dw = depth.shape
             K_d = geometry.scale_intrinsics(K, (info_w, info_h), (dw, dh))
-            xyz = geometry.depth_to_points(depth_m, K_d, T, **rng)
+            xyz = geometry.depth_to_points(depth, K_d, T, **rng)
             xyz = geometry.resize_nearest(xyz, height, width)
             source = camera.depth_topic
         elif cloud is not None:
-            pts, _, shape = conversions.pointcloud2_to_numpy(cloud, camera.cloud_topic)
+            pts, _, shape = cloud
             if shape is not None:
                 xyz, _ = geometry.organized_cloud_to_xyz_map(pts.reshape(shape + (3,)), None, T,
                                                              **rng)
@@ -157,12 +196,37 @@ class ObservationBuilder:
                 xyz, _ = geometry.cloud_to_xyz_map(pts, None, K_c, height, width, T, **rng)
             source = camera.cloud_topic
         else:
-            raise MessageError(f'camera {camera.name!r}: got neither a depth image nor a '
-                               'point cloud, expected one of them')
+            raise MessageError('frame', f'camera {camera.name!r}: got neither a depth image '
+                               'nor a point cloud, expected one of them')
         if self.require_points and not np.isfinite(xyz[..., 2]).any():
-            raise MessageError(f'{source}: no valid 3D point within [{self.min_depth}, '
-                               f'{self.max_depth}] m for camera {camera.name!r}')
+            raise MessageError('frame', f'{source}: no valid 3D point within '
+                               f'[{self.min_depth}, {self.max_depth}] m for camera '
+                               f'{camera.name!r}')
         return xyz
+
+    def assemble(self, arrays, state, instruction, stamp_ns):
+        """One RawObservation from a decoded set; the result is valid by construction.
+
+        Args:
+            arrays: {key: `decode(key, msg)`} for every key of `sync_keys` (the camera_info
+                key may be missing when `build` supplies latched infos).
+            state: `state(joint_state)`, (state_dim,) float32.
+            instruction: the task in words (non-empty str).
+            stamp_ns: observation stamp [ns].
+        """
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise MessageError('invalid', f'instruction: got {instruction!r}, expected a '
+                               'non-empty string')
+        images, points = [], []
+        for cam in self.cameras:
+            rgb = self._get(arrays, cam, COLOR)
+            depth = self._get(arrays, cam, DEPTH) if cam.depth_topic else None
+            cloud = None if cam.depth_topic else self._get(arrays, cam, CLOUD)
+            info = self._get(arrays, cam, CAMERA_INFO)
+            points.append(self.camera_points(cam, rgb.shape, info, depth, cloud))
+            images.append(rgb)
+        return RawObservation(images=images, points=points, state=state, instruction=instruction,
+                              stamp_ns=int(stamp_ns), camera_names=[c.name for c in self.cameras])
 
     def build(self, messages, joint_state, instruction, stamp_ns=None, camera_infos=None):
         """One RawObservation from synchronised `messages` {key: msg} (see `sync_keys`).
@@ -176,36 +240,29 @@ class ObservationBuilder:
             camera_infos: {camera name: CameraInfo} used when messages lack the camera_info
                 key (drivers that publish it latched, once).
         """
-        camera_infos = camera_infos or {}
-        text = getattr(instruction, 'data', instruction)
-        if not isinstance(text, str) or not text.strip():
-            raise MessageError(f'instruction: got {text!r}, expected a non-empty string')
-        images, points = [], []
+        messages = dict(messages)
         for cam in self.cameras:
-            color = self._get(messages, cam, COLOR)
-            info = messages.get(f'{cam.name}/{CAMERA_INFO}', camera_infos.get(cam.name))
-            if info is None:
-                raise MessageError(f'{cam.camera_info_topic}: no CameraInfo for camera '
-                                   f'{cam.name!r} (neither key {cam.name}/{CAMERA_INFO} nor '
-                                   'camera_infos has one)')
-            rgb = conversions.image_to_rgb(color, cam.color_topic)
-            depth = self._get(messages, cam, DEPTH) if cam.depth_topic else None
-            cloud = None if cam.depth_topic else self._get(messages, cam, CLOUD)
-            points.append(self.camera_points(cam, rgb.shape, info, depth, cloud))
-            images.append(rgb)
-        state = joint_state_to_vector(joint_state, self.state_names, self.data_config.state_topic)
+            key = f'{cam.name}/{CAMERA_INFO}'
+            if key not in messages and (camera_infos or {}).get(cam.name) is not None:
+                messages[key] = camera_infos[cam.name]
+            if key not in messages:
+                raise MessageError('frame', f'{cam.camera_info_topic}: no CameraInfo for camera '
+                                   f'{cam.name!r} (neither key {key} nor camera_infos has one)')
         if stamp_ns is None:
             stamp_ns = conversions.stamp_to_ns(
                 self._get(messages, self.cameras[0], COLOR).header.stamp)
-        obs = RawObservation(images=images, points=points, state=state, instruction=text,
-                             stamp_ns=int(stamp_ns), camera_names=[c.name for c in self.cameras])
-        return obs.validate(num_cameras=len(self.cameras), state_dim=self.state_dim)
+        arrays = {}
+        for cam in self.cameras:
+            for key in camera_keys(cam):
+                arrays[key] = self.decode(key, self._get(messages, cam, key.rsplit('/', 1)[-1]))
+        return self.assemble(arrays, self.state(joint_state),
+                             getattr(instruction, 'data', instruction), stamp_ns)
 
     @staticmethod
     def _get(messages, camera, kind):
         key = f'{camera.name}/{kind}'
         if key not in messages:
-            raise MessageError(f"messages: no '{key}' for camera {camera.name!r} (got "
+            raise MessageError('frame', f"messages: no '{key}' for camera {camera.name!r} (got "
                                f'{sorted(messages)})')
         return messages[key]
 

@@ -31,9 +31,14 @@ import bisect
 from dataclasses import dataclass
 import itertools
 
+from spatialvla_ros.perception.conversions import MessageError
 
-class SyncRejected(ValueError):
+
+class SyncRejected(MessageError):
     """A message arrived with a stamp at or before the last matched message of its key."""
+
+    def __init__(self, message):
+        super().__init__('out_of_order', message)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,9 @@ def _slop_ns(slop_s):
 
 class StampSynchronizer:
     """Online approximate-time synchroniser over named streams (see the module docstring).
+
+    The queued items are whatever the caller adds: the live node adds decoded arrays (each
+    message is parsed once, on arrival), the bag dataset message indices.
 
     Args:
         keys: names of the streams (e.g. 'front/color', 'front/depth', 'front/camera_info').

@@ -84,7 +84,8 @@ class SpatialVLAProcessor:
         """
         self._validate(raws)
         images = np.stack([np.stack(raw.images) for raw in raws])      # (B, V, H, W, 3) uint8
-        images = torch.from_numpy(images).permute(0, 1, 4, 2, 3)       # (B, V, 3, H, W)
+        # The layout change is a strided copy: done on the uint8 bytes, 4x fewer than floats.
+        images = torch.from_numpy(images).permute(0, 1, 4, 2, 3).contiguous()  # (B, V, 3, H, W)
         images = images.to(torch.float32).div_(255.0)
         points = np.stack([np.stack(raw.points) for raw in raws]).astype(np.float32, copy=False)
         states = np.stack([np.asarray(raw.state, dtype=np.float32) for raw in raws])
@@ -93,7 +94,7 @@ class SpatialVLAProcessor:
             self.tokenizer, [raw.instruction for raw in raws],
             self.config.language_model.max_text_tokens)
         return ModelObservation(
-            images=images.contiguous(),
+            images=images,
             points=torch.from_numpy(np.ascontiguousarray(points)),
             state=torch.from_numpy(states),
             input_ids=torch.as_tensor(input_ids, dtype=torch.long),

@@ -1,0 +1,105 @@
+# Copyright 2026 spatialvla_ros authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The policy node's output messages, built from plain values (no rclpy node needed).
+
+A chunk becomes a JointTrajectory (for a joint_trajectory_controller) and an ActionChunk
+(float32, as the model gave it); the node's state and counters become a PolicyStatus and a
+DiagnosticArray; a NodeParameter becomes its ParameterDescriptor.
+"""
+
+import array
+
+from builtin_interfaces.msg import Duration
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticStatus
+from diagnostic_msgs.msg import KeyValue
+import numpy as np
+from rcl_interfaces.msg import FloatingPointRange
+from rcl_interfaces.msg import IntegerRange
+from rcl_interfaces.msg import ParameterDescriptor
+from spatialvla_ros.core_types import ns_to_stamp
+from spatialvla_ros_interfaces.msg import ActionChunk
+from spatialvla_ros_interfaces.msg import PolicyStatus
+from trajectory_msgs.msg import JointTrajectory
+from trajectory_msgs.msg import JointTrajectoryPoint
+
+
+def parameter_descriptor(p):
+    """Return the ParameterDescriptor of a NodeParameter (description, range, choices)."""
+    d = ParameterDescriptor(name=p.name, description=p.description)
+    if p.choices:
+        d.additional_constraints = 'one of: ' + ', '.join(repr(c) for c in p.choices)
+    if isinstance(p.default, float) and p.low is not None:
+        d.floating_point_range = [FloatingPointRange(from_value=p.low, to_value=p.high)]
+    elif isinstance(p.default, int) and p.low is not None:
+        d.integer_range = [IntegerRange(from_value=p.low, to_value=p.high, step=1)]
+    return d
+
+
+def to_time(stamp_ns):
+    return Time(**ns_to_stamp(stamp_ns)._asdict())
+
+
+def to_duration(seconds):
+    return Duration(**ns_to_stamp(int(round(seconds * 1e9)))._asdict())
+
+
+def chunk_messages(config, chunk, stamp_ns, latency):
+    """
+    (JointTrajectory, ActionChunk) of one chunk, both stamped with its observation's stamp.
+
+    chunk: (chunk_size, action_dim) float32 in robot units. The ActionChunk's header stamp
+    (publication time) is left to the caller.
+    """
+    act, stamp = config.action, to_time(stamp_ns)
+    names = list(act.names) or [f'action_{j}' for j in range(act.action_dim)]
+    traj = JointTrajectory(joint_names=names, points=[JointTrajectoryPoint(
+        positions=chunk[k].tolist(), time_from_start=to_duration((k + 1) * act.dt))
+        for k in range(act.chunk_size)])
+    traj.header.stamp = stamp
+    msg = ActionChunk(plan=config.plan, names=names, horizon=act.chunk_size,
+                      action_dim=act.action_dim, dt=float(act.dt), observation_stamp=stamp,
+                      inference_latency=float(latency),
+                      actions=array.array('f', np.ascontiguousarray(chunk, np.float32).tobytes()))
+    return traj, msg
+
+
+def status_messages(state, reason, values, stats, name, stamp):
+    """
+    (PolicyStatus, DiagnosticArray) of the node's state and counters.
+
+    state: a PolicyStatus.STATE_*; reason: why (waiting, error, last rejection); values: the
+    diagnostic key/values (runtime NodeStats.values plus the node's own); stats: NodeStats.
+    """
+    status = PolicyStatus(state=state, last_latency=stats.last_latency, rate=stats.rate.rate(),
+                          dropped_frames=values['dropped_frames'],
+                          rejected_messages=values['rejected_messages'],
+                          last_rejection_reason=reason)
+    status.header.stamp = stamp
+    level = {PolicyStatus.STATE_ERROR: DiagnosticStatus.ERROR,
+             PolicyStatus.STATE_WAITING_FOR_INPUT: DiagnosticStatus.WARN}.get(
+                 state, DiagnosticStatus.OK)
+    diag = DiagnosticArray(status=[DiagnosticStatus(
+        level=level, name=name, message=reason or values.get('lifecycle_state', ''),
+        hardware_id=str(values.get('device', '')),
+        values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])])
+    diag.header.stamp = stamp
+    return status, diag
+
+
+__all__ = ['chunk_messages', 'parameter_descriptor', 'status_messages', 'to_duration',
+           'to_time']
