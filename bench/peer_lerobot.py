@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""This project's deep fusion vs LeRobot 0.3.2's pi0 at equal shapes, side by side in one run.
+"""
+This project's deep fusion vs LeRobot 0.3.2's pi0 at equal shapes, side by side in one run.
 
 Shapes (both sides, random weights, bf16 weights as LeRobot keeps pi0's): vision 224 px / patch
 14, 2 layers 128 wide (MLP 512, 4 heads); VLM 4 layers 256 wide, MLP 1024, 4 heads / 1 KV head,
@@ -118,8 +119,8 @@ def project_config(shape):
     vision = r(config.vision, image_size=s['image_size'], patch_size=s['patch_size'],
                hidden_size=s['vision_width'], intermediate_size=s['vision_mlp'],
                num_hidden_layers=s['vision_layers'], num_attention_heads=s['vision_heads'])
-    heads = dict(num_hidden_layers=s['layers'], num_attention_heads=s['heads'],
-                 num_key_value_heads=s['kv_heads'], head_dim=s['head_dim'])
+    heads = {'num_hidden_layers': s['layers'], 'num_attention_heads': s['heads'],
+             'num_key_value_heads': s['kv_heads'], 'head_dim': s['head_dim']}
     lm = r(config.language_model, hidden_size=s['vlm_width'], intermediate_size=s['vlm_mlp'],
            vocab_size=s['vocab'], max_text_tokens=s['text_tokens'], **heads)
     expert = r(config.expert, hidden_size=s['expert_width'], intermediate_size=s['expert_mlp'],

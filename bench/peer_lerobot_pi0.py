@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Timing worker for LeRobot 0.3.2's pi0 at the shapes of bench/peer_lerobot.py.
+"""
+Timing worker for LeRobot 0.3.2's pi0 at the shapes of bench/peer_lerobot.py.
 
 Runs in the peer venv that bench/peer_lerobot.py creates (LeRobot 0.3.2 needs transformers
 4.51, the project needs 5.x), never in the project venv, and imports nothing of the project.
@@ -25,47 +26,56 @@ timed work is the model's: tokens are given as ids).
 import json
 import sys
 import time
+import types
 
 import torch
 
-# PyPI's torchvision wheels are CUDA builds: their operator library links libtorch_cuda, which
-# a CPU torch lacks, so it fails to load and torchvision's import then dies registering fake
-# kernels for two operators that do not exist. LeRobot imports torchvision at module load (for
-# dataset transforms pi0 never uses). Declaring the two operator schemas lets the pure-Python
-# part of torchvision import; its C++ operators (nms, roi_align, ...) stay unavailable, and
-# pi0 calls none of them.
-_TV = torch.library.Library('torchvision', 'DEF')  # noqa: SIM115 (kept alive for the process)
-_TV.define('nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
-_TV.define('qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
 
-from lerobot.policies.pi0 import modeling_pi0  # noqa: E402 (after the schemas above)
-from lerobot.policies.pi0.configuration_pi0 import PI0Config  # noqa: E402
-from lerobot.policies.pi0.paligemma_with_expert import PaliGemmaWithExpertConfig  # noqa: E402
-from transformers import GemmaConfig  # noqa: E402
-from transformers import PaliGemmaConfig  # noqa: E402
+def load_pi0():
+    """
+    Import LeRobot's pi0 modules (and transformers) in this venv; give them as a namespace.
+
+    Deferred to this function because of torchvision: PyPI's torchvision wheels are CUDA
+    builds whose operator library links libtorch_cuda, which a CPU torch lacks; it fails to load
+    and torchvision's import then dies registering fake kernels for two operators that do not
+    exist. LeRobot imports torchvision at module load (for dataset transforms pi0 never uses).
+    Declaring the two operator schemas first lets the pure-Python part of torchvision import;
+    its C++ operators (nms, roi_align, ...) stay unavailable, and pi0 calls none of them.
+    """
+    lib = torch.library.Library('torchvision', 'DEF')
+    lib.define('nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
+    lib.define('qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
+    from lerobot.policies.pi0 import configuration_pi0
+    from lerobot.policies.pi0 import modeling_pi0
+    from lerobot.policies.pi0 import paligemma_with_expert
+    import transformers
+    return types.SimpleNamespace(
+        library=lib, modeling=modeling_pi0, PI0Config=configuration_pi0.PI0Config,
+        PaliGemmaWithExpertConfig=paligemma_with_expert.PaliGemmaWithExpertConfig,
+        GemmaConfig=transformers.GemmaConfig, PaliGemmaConfig=transformers.PaliGemmaConfig)
 
 
-def tiny_config_factory(shape):
+def tiny_config_factory(pi0, shape):
     """Replace pi0's PaliGemma-3B + 300M-expert config by one at the bench shapes."""
 
     def make(**kwargs):
-        cfg = PaliGemmaWithExpertConfig(**kwargs)  # default sub-configs, replaced below
-        text = dict(hidden_size=shape['vlm_width'], intermediate_size=shape['vlm_mlp'],
-                    num_hidden_layers=shape['layers'], num_attention_heads=shape['heads'],
-                    num_key_value_heads=shape['kv_heads'], head_dim=shape['head_dim'],
-                    vocab_size=shape['vocab'], hidden_activation='gelu_pytorch_tanh',
-                    model_type='gemma', torch_dtype='float32')
-        vision = dict(hidden_size=shape['vision_width'], intermediate_size=shape['vision_mlp'],
-                      num_hidden_layers=shape['vision_layers'],
-                      num_attention_heads=shape['vision_heads'],
-                      image_size=shape['image_size'], patch_size=shape['patch_size'],
-                      model_type='siglip_vision_model', vision_use_head=False,
-                      projection_dim=shape['vlm_width'])
-        cfg.paligemma_config = PaliGemmaConfig(
+        cfg = pi0.PaliGemmaWithExpertConfig(**kwargs)  # default sub-configs, replaced below
+        text = {'hidden_size': shape['vlm_width'], 'intermediate_size': shape['vlm_mlp'],
+                'num_hidden_layers': shape['layers'], 'num_attention_heads': shape['heads'],
+                'num_key_value_heads': shape['kv_heads'], 'head_dim': shape['head_dim'],
+                'vocab_size': shape['vocab'], 'hidden_activation': 'gelu_pytorch_tanh',
+                'model_type': 'gemma', 'torch_dtype': 'float32'}
+        vision = {'hidden_size': shape['vision_width'], 'intermediate_size': shape['vision_mlp'],
+                  'num_hidden_layers': shape['vision_layers'],
+                  'num_attention_heads': shape['vision_heads'],
+                  'image_size': shape['image_size'], 'patch_size': shape['patch_size'],
+                  'model_type': 'siglip_vision_model', 'vision_use_head': False,
+                  'projection_dim': shape['vlm_width']}
+        cfg.paligemma_config = pi0.PaliGemmaConfig(
             text_config=text, vision_config=vision, projection_dim=shape['vlm_width'],
             hidden_size=shape['vlm_width'], image_token_index=shape['vocab'] - 1,
             vocab_size=shape['vocab'])
-        cfg.gemma_expert_config = GemmaConfig(
+        cfg.gemma_expert_config = pi0.GemmaConfig(
             hidden_size=shape['expert_width'], intermediate_size=shape['expert_mlp'],
             num_hidden_layers=shape['layers'], num_attention_heads=shape['heads'],
             num_key_value_heads=shape['kv_heads'], head_dim=shape['head_dim'],
@@ -79,13 +89,16 @@ class Pi0Bench:
     """pi0 model + fixed inputs; `run` answers one timing request."""
 
     def __init__(self, shape):
-        modeling_pi0.PaliGemmaWithExpertConfig = tiny_config_factory(shape)
+        pi0 = load_pi0()
+        self.pi0 = pi0
+        modeling_pi0 = pi0.modeling
+        modeling_pi0.PaliGemmaWithExpertConfig = tiny_config_factory(pi0, shape)
         torch.manual_seed(0)
-        config = PI0Config(chunk_size=shape['chunk'], n_action_steps=shape['chunk'],
-                           num_steps=shape['steps'], proj_width=shape['expert_width'],
-                           tokenizer_max_length=shape['text_tokens'],
-                           max_state_dim=shape['state_dim'], max_action_dim=shape['action_dim'],
-                           freeze_vision_encoder=False, train_expert_only=False)
+        config = pi0.PI0Config(
+            chunk_size=shape['chunk'], n_action_steps=shape['chunk'], num_steps=shape['steps'],
+            proj_width=shape['expert_width'], tokenizer_max_length=shape['text_tokens'],
+            max_state_dim=shape['state_dim'], max_action_dim=shape['action_dim'],
+            freeze_vision_encoder=False, train_expert_only=False)
         self.config = config
         self.model = modeling_pi0.PI0FlowMatching(config)  # bf16 layers as LeRobot keeps them
         self.shape = shape
@@ -113,7 +126,7 @@ class Pi0Bench:
 
         def prefix():
             embs, pad, att = m.embed_prefix(images, img_masks, tokens, masks)
-            att2 = modeling_pi0.make_att_2d_masks(pad, att)
+            att2 = self.pi0.modeling.make_att_2d_masks(pad, att)
             pos = torch.cumsum(pad, dim=1) - 1
             _, kv = m.paligemma_with_expert.forward(
                 attention_mask=att2, position_ids=pos, past_key_values=None,
