@@ -26,11 +26,11 @@ pi0 runs in its own venv (LeRobot 0.3.2 needs transformers 4.52; this project ne
 created on first use under <repo>/.peer-venv from the package registry (torch pinned to the
 local CPU build), through the worker bench/peer_lerobot_pi0.py. Each side is one long-lived
 worker process; rounds interleave the sides (the order flips every round) so that both see the
-same CPU contention; every figure is the median of --repeats calls inside one round, and the
-table shows the median over rounds with the range. Ratios are pi0 / this project (> 1: this
-project is faster).
+same CPU contention; each round times --repeats call(s) per figure, and the table shows the
+median over rounds with the range (the first round also warms up). Ratios are pi0 / this
+project (> 1: this project is faster).
 
-    python bench/peer_lerobot.py [--rounds 2] [--repeats 5] [--threads 1,2] [--compile]
+    python bench/peer_lerobot.py [--rounds 12] [--repeats 1] [--threads 1,2] [--compile]
 """
 
 import argparse
@@ -173,7 +173,7 @@ class ProjectBench:
     def params(self):
         return sum(p.numel() for p in self.model.parameters())
 
-    def infer(self, repeats):
+    def infer(self, repeats, warmup):
         torch = self.torch
         model = self.model.eval()
         if self.compile and not self.compiled:
@@ -198,11 +198,14 @@ class ProjectBench:
                 suffix = model.suffix_embedding(noise, t, obs.state)
                 return model.action_head(model.backbone.decode_suffix(cache, suffix, blocks))
 
-            return {'prefix_s': timed(prefix, repeats), 'step_s': timed(step, repeats),
-                    'chunk_s': timed(lambda: model.sample_actions(obs, noise=noise), repeats),
-                    'tokens': int(cache.prefix_len)}
+            def chunk():
+                return model.sample_actions(obs, noise=noise)
 
-    def train(self, repeats, batch):
+            return {'prefix_s': timed(prefix, repeats, warmup),
+                    'step_s': timed(step, repeats, warmup),
+                    'chunk_s': timed(chunk, repeats, warmup), 'tokens': int(cache.prefix_len)}
+
+    def train(self, repeats, batch, warmup):
         torch = self.torch
         from spatialvla_ros.models.modeling_spatialvla import ModelBatch
 
@@ -219,11 +222,11 @@ class ProjectBench:
             model.compute_loss(data, generator=g).backward()
             model.zero_grad(set_to_none=True)
 
-        return {'train_s': timed(step, repeats)}
+        return {'train_s': timed(step, repeats, warmup)}
 
 
-def timed(fn, repeats, warmup=1):
-    """Median wall time [s] of fn over `repeats` calls after `warmup` calls."""
+def timed(fn, repeats, warmup=0):
+    """Median wall time [s] of fn over `repeats` calls after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -249,9 +252,10 @@ def project_worker(compile_):
         else:
             torch.set_num_threads(request['threads'])
             if request['op'] == 'infer':
-                reply = bench.infer(request['repeats'])
+                reply = bench.infer(request['repeats'], request['warmup'])
             else:
-                reply = bench.train(request['repeats'], request['batch'])
+                reply = bench.train(request['repeats'], request['batch'],
+                                    request['warmup'])
         print(json.dumps(reply), flush=True)
     return 0
 
@@ -267,10 +271,12 @@ def fmt(values, scale):
 
 def main(args=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--rounds', type=int, default=2, help='interleaved rounds (default 2)')
-    parser.add_argument('--repeats', type=int, default=5, help='calls per figure and round')
-    parser.add_argument('--train-repeats', type=int, default=3,
-                        help='training steps per figure and round')
+    parser.add_argument('--rounds', type=int, default=12,
+                        help='interleaved rounds (default 12)')
+    parser.add_argument('--repeats', type=int, default=1,
+                        help='calls per figure and round (default 1)')
+    parser.add_argument('--train-repeats', type=int, default=1,
+                        help='training steps per figure and round (default 1)')
     parser.add_argument('--threads', default='1,2', help='torch thread counts (default 1,2)')
     parser.add_argument('--batch', type=int, default=8, help='training batch (default 8)')
     parser.add_argument('--compile', action='store_true',
@@ -298,10 +304,12 @@ def main(args=None):
             order = workers if rnd % 2 == 0 else workers[::-1]
             for n in threads:
                 for w in order:
-                    out = w.ask(op='infer', threads=n, repeats=ns.repeats)
+                    # The first round warms up (and compiles) each thread count.
+                    warm = 1 if rnd == 0 else 0
+                    out = w.ask(op='infer', threads=n, repeats=ns.repeats, warmup=warm)
                     if not ns.no_train and w.name != 'project+compile':
                         out.update(w.ask(op='train', threads=n, repeats=ns.train_repeats,
-                                         batch=ns.batch))
+                                         batch=ns.batch, warmup=warm))
                     for key, value in out.items():
                         results.setdefault((w.name, n, key), []).append(value)
                     print(f'round {rnd + 1} threads {n} {w.name}: '
@@ -335,10 +343,12 @@ def main(args=None):
             for name, c in zip(names, cols):
                 if name == 'pi0':
                     continue
-                ratios.append(f'{statistics.median(peer) / statistics.median(c):>15.2f}x'
-                              if c and peer else f'{"-":>16s}')
+                ratios.append(f'{statistics.median(peer) / statistics.median(c):>6.2f}x / '
+                              f'{min(peer) / min(c):.2f}x' if c and peer else f'{"-":>16s}')
             print(f'{label:<14s} {n:>3d} ' + ' '.join(cells) + ' ' + ' '.join(ratios))
-    print('ratio > 1: this project is faster (target >= 1.5x per chunk and per training step)')
+    print('ratios: pi0 / this project, of the medians over rounds / of the best rounds (the '
+          'least disturbed by other processes); > 1: this project is faster (target >= 1.5x '
+          'per chunk and per training step)')
     return 0
 
 

@@ -117,7 +117,7 @@ class Pi0Bench:
     def params(self):
         return sum(p.numel() for p in self.model.parameters())
 
-    def infer(self, repeats):
+    def infer(self, repeats, warmup):
         m = self.model.eval()
         images, img_masks, tokens, masks, state, _ = self.inputs(1)
         s = self.shape
@@ -144,10 +144,11 @@ class Pi0Bench:
                 return m.sample_actions(images, img_masks, tokens, masks, state,
                                         noise=noise.clone())
 
-            return {'prefix_s': timed(prefix, repeats), 'step_s': timed(step, repeats),
-                    'chunk_s': timed(chunk, repeats), 'tokens': int(pad.shape[1])}
+            return {'prefix_s': timed(prefix, repeats, warmup),
+                    'step_s': timed(step, repeats, warmup),
+                    'chunk_s': timed(chunk, repeats, warmup), 'tokens': int(pad.shape[1])}
 
-    def train(self, repeats, batch):
+    def train(self, repeats, batch, warmup):
         m = self.model.train()
         images, img_masks, tokens, masks, state, actions = self.inputs(batch)
 
@@ -156,11 +157,11 @@ class Pi0Bench:
             loss.backward()
             m.zero_grad(set_to_none=True)
 
-        return {'train_s': timed(step, repeats)}
+        return {'train_s': timed(step, repeats, warmup)}
 
 
-def timed(fn, repeats, warmup=1):
-    """Median wall time [s] of fn over `repeats` calls after `warmup` calls."""
+def timed(fn, repeats, warmup=0):
+    """Median wall time [s] of fn over `repeats` calls after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -185,9 +186,10 @@ def main():
         else:
             torch.set_num_threads(request['threads'])
             if request['op'] == 'infer':
-                reply = bench.infer(request['repeats'])
+                reply = bench.infer(request['repeats'], request['warmup'])
             else:
-                reply = bench.train(request['repeats'], request['batch'])
+                reply = bench.train(request['repeats'], request['batch'],
+                                    request['warmup'])
         print(json.dumps(reply), flush=True)
     return 0
 
