@@ -173,6 +173,9 @@ class ProjectBench:
     def params(self):
         return sum(p.numel() for p in self.model.parameters())
 
+    def dtype(self):
+        return str(self.model.dtype)
+
     def infer(self, repeats, warmup):
         torch = self.torch
         model = self.model.eval()
@@ -237,16 +240,22 @@ def timed(fn, repeats, warmup=0):
     return statistics.median(times)
 
 
-def project_worker(compile_):
+def serve(make_bench):
+    """
+    Answer timing requests on stdin until 'quit' (the worker side of `Worker`).
+
+    Shared by both workers (pi0's imports it from its own venv: this module imports only the
+    standard library at load). make_bench(shape) builds the side's bench object.
+    """
     import torch
 
     bench = None
     for line in sys.stdin:
         request = json.loads(line)
         if request['op'] == 'init':
-            bench = ProjectBench(request['shape'], compile_)
+            bench = make_bench(request['shape'])
             reply = {'params': bench.params(), 'torch': torch.__version__,
-                     'dtype': str(bench.model.dtype)}
+                     'dtype': bench.dtype()}
         elif request['op'] == 'quit':
             break
         else:
@@ -287,7 +296,7 @@ def main(args=None):
                         help=argparse.SUPPRESS)
     ns = parser.parse_args(args)
     if ns.worker:
-        return project_worker(ns.worker == 'project-compiled')
+        return serve(lambda shape: ProjectBench(shape, ns.worker == 'project-compiled'))
 
     peer_python = ensure_peer_venv()
     here = os.path.abspath(__file__)
@@ -305,7 +314,7 @@ def main(args=None):
             for n in threads:
                 for w in order:
                     # The first round warms up (and compiles) each thread count.
-                    warm = 1 if rnd == 0 else 0
+                    warm = 2 if rnd == 0 else 0
                     out = w.ask(op='infer', threads=n, repeats=ns.repeats, warmup=warm)
                     if not ns.no_train and w.name != 'project+compile':
                         out.update(w.ask(op='train', threads=n, repeats=ns.train_repeats,

@@ -23,11 +23,11 @@ configs (PI0FlowMatching directly; PI0Policy would download its tokenizer from t
 timed work is the model's: tokens are given as ids).
 """
 
-import json
 import sys
-import time
 import types
 
+from peer_lerobot import serve  # noqa: I100 (bench/, this script's directory)
+from peer_lerobot import timed
 import torch
 
 
@@ -117,6 +117,9 @@ class Pi0Bench:
     def params(self):
         return sum(p.numel() for p in self.model.parameters())
 
+    def dtype(self):
+        return str(self.model.paligemma_with_expert.paligemma.dtype)
+
     def infer(self, repeats, warmup):
         m = self.model.eval()
         images, img_masks, tokens, masks, state, _ = self.inputs(1)
@@ -160,38 +163,8 @@ class Pi0Bench:
         return {'train_s': timed(step, repeats, warmup)}
 
 
-def timed(fn, repeats, warmup=0):
-    """Median wall time [s] of fn over `repeats` calls after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
-
-
 def main():
-    bench = None
-    for line in sys.stdin:
-        request = json.loads(line)
-        if request['op'] == 'init':
-            bench = Pi0Bench(request['shape'])
-            reply = {'params': bench.params(), 'torch': torch.__version__,
-                     'dtype': str(bench.model.paligemma_with_expert.paligemma.dtype)}
-        elif request['op'] == 'quit':
-            break
-        else:
-            torch.set_num_threads(request['threads'])
-            if request['op'] == 'infer':
-                reply = bench.infer(request['repeats'], request['warmup'])
-            else:
-                reply = bench.train(request['repeats'], request['batch'],
-                                    request['warmup'])
-        print(json.dumps(reply), flush=True)
-    return 0
+    return serve(Pi0Bench)
 
 
 if __name__ == '__main__':
