@@ -269,6 +269,32 @@ def test_voxel_pool_matches_python_reference(max_tokens, method):
 
 
 @pytest.mark.parametrize('method', ['index_add', 'matmul'])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_voxel_pool_batch_equals_one_sample_at_a_time(method, dtype):
+    # The pooling is batched (no per-sample loop): every sample must come out bit for bit as
+    # when pooled alone, with different voxel counts per sample, an empty sample, a capped one.
+    g = torch.Generator().manual_seed(5)
+    b, m, c = 4, 400, 6
+    xyz = torch.rand(b, m, 3, generator=g) * torch.tensor([1.0, 0.05, 2.0, 0.5])[:, None, None]
+    valid = torch.rand(b, m, generator=g) > 0.1
+    valid[1] = False
+    xyz[3, 9] = NAN
+    features = torch.randn(b, m, c, generator=g).to(dtype)
+    for max_tokens in (16, 500):
+        batched = enc3d.voxel_pool(features, xyz, valid, 0.1, (-1.0, -1.0, -1.0), max_tokens,
+                                   method=method)
+        for i in range(b):
+            alone = enc3d.voxel_pool(features[i:i + 1], xyz[i:i + 1], valid[i:i + 1], 0.1,
+                                     (-1.0, -1.0, -1.0), max_tokens, method=method)
+            for x, y in zip(batched, alone):
+                assert x.dtype == y.dtype
+                assert torch.equal(x[i:i + 1], y)
+        assert not batched[2][1].any()                                # the empty sample
+        assert batched[2][0].all() == (max_tokens == 16)               # capped only at 16
+    assert len(set(batched[2].sum(1).tolist())) == b                  # voxel counts all differ
+
+
+@pytest.mark.parametrize('method', ['index_add', 'matmul'])
 def test_voxel_pool_deterministic_under_permutation(method):
     g = torch.Generator().manual_seed(4)
     xyz = torch.rand(1, 500, 3, generator=g)

@@ -14,6 +14,7 @@
 
 """Processor (normalisation, tokenisation, collation, clipping) and the policy's action queue."""
 
+import copy
 import os
 
 import numpy as np
@@ -162,11 +163,10 @@ def test_actions_to_robot_unnormalises_clips_and_refuses_nan(config, tokenizer, 
         proc.actions_to_robot(torch.zeros(10, 8))
 
 
-def test_policy_queue_and_seeded_chunks(config, tokenizer, stats):
+def test_policy_seeded_chunks(config, tokenizer, stats):
     torch.manual_seed(0)
     model = SpatialVLAModel(config)
-    policy = SpatialVLAPolicy(model, SpatialVLAProcessor(config, tokenizer, stats),
-                              n_action_steps=4)
+    policy = SpatialVLAPolicy(model, SpatialVLAProcessor(config, tokenizer, stats))
     rng = np.random.default_rng(6)
     obs = raw_obs(rng)
     chunk = policy.predict_chunk(obs, seed=7)
@@ -175,18 +175,26 @@ def test_policy_queue_and_seeded_chunks(config, tokenizer, stats):
     assert np.all(chunk <= np.array(config.action.upper_limits, dtype=np.float32))
     np.testing.assert_array_equal(chunk, policy.predict_chunk(obs, seed=7))
     assert not np.array_equal(chunk, policy.predict_chunk(obs, seed=8))
-    # the queue hands out the first n_action_steps actions, then predicts again
-    first = [policy.select_action(obs, seed=7) for _ in range(4)]
-    np.testing.assert_array_equal(np.stack(first), chunk[:4])
-    assert policy.queued_actions == 0
-    policy.select_action(raw_obs(rng), seed=9)
-    assert policy.queued_actions == 3
-    policy.reset()
-    assert policy.queued_actions == 0
     both = policy.predict_chunks([obs, raw_obs(rng)], seed=7)
     assert both.shape == (2, 10, 8)
-    with pytest.raises(ValueError, match='n_action_steps'):
-        SpatialVLAPolicy(model, policy.processor, n_action_steps=11)
+
+
+def test_compiled_policy_gives_the_eager_actions(config, tokenizer, stats):
+    # torch.compile of the denoising step (inductor, as the node uses it): warm-up compiles,
+    # then live observations give the eager chunks within float tolerance.
+    torch.manual_seed(0)
+    processor = SpatialVLAProcessor(config, tokenizer, stats)
+    eager = SpatialVLAPolicy(SpatialVLAModel(config), processor)
+    compiled = SpatialVLAPolicy(copy.deepcopy(eager.model), processor, compile=True)
+    assert compiled.compiled and not eager.compiled
+    assert compiled.warmup() > 0
+    rng = np.random.default_rng(11)
+    for _ in range(2):
+        obs = raw_obs(rng)
+        np.testing.assert_allclose(compiled.predict_chunk(obs, seed=3),
+                                   eager.predict_chunk(obs, seed=3), rtol=1e-4, atol=1e-5)
+    # parameter names are untouched: a compiled policy's model saves like an eager one
+    assert list(compiled.model.state_dict()) == list(eager.model.state_dict())
 
 
 def test_demo_vocabulary_covers_every_simulator_instruction(tokenizer):

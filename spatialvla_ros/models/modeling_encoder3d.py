@@ -197,23 +197,58 @@ def voxel_keys(xyz, valid, voxel_size, origin):
 
 def _slot_means(values, slot, num_slots, method):
     """
-    Mean of the rows of values (M, C) per slot (M,) in [0, num_slots), -1 = dropped.
+    Mean of the rows of values (B, M, C) per slot (B, M) in [0, num_slots), -1 = dropped.
 
     Both methods are deterministic and differentiable: 'index_add' sums sequentially on the CPU
-    in float32 (O(M C)); 'matmul' multiplies by a (num_slots, M) averaging matrix, which needs no
-    atomics (CUDA index_add_ uses float atomics, so its sums vary from run to run).
+    in float32 (O(B M C)); 'matmul' multiplies by a (B, num_slots, M) averaging matrix, which
+    needs no atomics (CUDA index_add_ uses float atomics, so its sums vary from run to run).
+    Gives (means (B, num_slots, C) in values.dtype, counts (B, num_slots)).
     """
+    b, m, c = values.shape
     if method == 'index_add':
-        count = torch.bincount(slot + 1, minlength=num_slots + 1)[1:]  # (N,) slot 0 = dropped
-        sums = torch.zeros(num_slots + 1, values.shape[-1], dtype=torch.float32,
-                           device=values.device).index_add(0, slot + 1, values.float())
-        return (sums[1:] / count.clamp_min(1)[:, None]).to(values.dtype), count
+        # One flat index over the batch (row b*(N+1) + slot + 1; slot -1 lands in row b*(N+1)),
+        # so each sample's sums see its points in the same order as a per-sample loop.
+        row = (slot + 1) + (num_slots + 1) * torch.arange(b, device=slot.device)[:, None]
+        row = row.reshape(-1)
+        count = torch.bincount(row, minlength=b * (num_slots + 1)).view(b, -1)[:, 1:]
+        sums = torch.zeros(b * (num_slots + 1), c, dtype=torch.float32,
+                           device=values.device).index_add(0, row, values.reshape(-1, c).float())
+        sums = sums.view(b, num_slots + 1, c)[:, 1:]
+        return (sums / count.clamp_min(1)[..., None]).to(values.dtype), count
     if method == 'matmul':
-        assign = slot[None, :] == torch.arange(num_slots, device=slot.device)[:, None]  # (N, M)
-        count = assign.sum(1)
-        weights = assign.float() / count.clamp_min(1)[:, None]        # rows average their points
+        slots = torch.arange(num_slots, device=slot.device)
+        assign = slot[:, None, :] == slots[None, :, None]              # (B, N, M)
+        count = assign.sum(-1)
+        weights = assign.float() / count.clamp_min(1)[..., None]      # rows average their points
         return weights.to(values.dtype) @ values, count
     raise ValueError(f"method: got {method!r}, expected 'index_add', 'matmul' or None")
+
+
+def _voxel_slots(keys, max_tokens):
+    """
+    Output slot (B, M) of every point, -1 = dropped, for the voxel keys (B, M) of a batch.
+
+    Per sample: voxels ranked by point count (descending; ties: smaller key), the first
+    max_tokens kept, kept voxels numbered in key order. Batched without torch.unique (whose
+    output size depends on the data): a row-wise sort numbers each sample's distinct keys.
+    """
+    b, m = keys.shape
+    sorted_keys, perm = torch.sort(keys, dim=1, stable=True)
+    first = torch.ones_like(sorted_keys, dtype=torch.bool)
+    first[:, 1:] = sorted_keys[:, 1:] != sorted_keys[:, :-1]
+    voxel_sorted = torch.cumsum(first.long(), dim=1) - 1               # voxel id, key order
+    voxel = torch.empty_like(voxel_sorted).scatter_(1, perm, voxel_sorted)  # (B, M) per point
+    count = torch.zeros_like(voxel).scatter_add_(1, voxel, torch.ones_like(voxel))
+    key_of_voxel = torch.full_like(keys, _INVALID_KEY).scatter_(1, voxel_sorted, sorted_keys)
+    # Ids past a sample's voxel count and the invalid key score -1: never kept.
+    score = torch.where(key_of_voxel == _INVALID_KEY, torch.full_like(count, -1), count)
+    # Rank voxels by count (descending); the stable sort keeps key order among ties.
+    order = torch.sort(-score, dim=1, stable=True).indices
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(m, device=keys.device).expand(b, m).contiguous())
+    kept = (rank < max_tokens) & (score > 0)                           # (B, M) in key order
+    slot_of_voxel = torch.where(kept, torch.cumsum(kept.long(), 1) - 1, torch.full_like(rank, -1))
+    return torch.gather(slot_of_voxel, 1, voxel)
 
 
 def voxel_pool(features, xyz, valid, voxel_size, origin, max_tokens, method=None):
@@ -253,24 +288,10 @@ def voxel_pool(features, xyz, valid, voxel_size, origin, max_tokens, method=None
     pos = torch.where(ok, xyz.float(), torch.zeros((), device=xyz.device))
     zero = torch.zeros((), dtype=features.dtype, device=features.device)
     features = torch.where(ok, features, zero)
-    tokens, centers, masks = [], [], []
-    for i in range(b):  # torch.unique has a data-dependent size: one sample at a time
-        uniq, inverse, counts = torch.unique(keys[i], sorted=True, return_inverse=True,
-                                             return_counts=True)
-        score = torch.where(uniq == _INVALID_KEY, torch.full_like(counts, -1), counts)
-        # Rank voxels by count (descending); the stable sort keeps key order among ties.
-        order = torch.sort(-score, stable=True).indices
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(order.numel(), device=order.device)
-        kept = (rank < max_tokens) & (score > 0)                       # (U,) in key order
-        slot_of_voxel = torch.where(kept, torch.cumsum(kept.long(), 0) - 1,
-                                    torch.full_like(rank, -1))
-        slot = slot_of_voxel[inverse]                                  # (M,), -1 = dropped
-        token, count = _slot_means(features[i], slot, max_tokens, method)  # (N, C), (N,)
-        tokens.append(token)
-        centers.append(_slot_means(pos[i], slot, max_tokens, method)[0])  # (N, 3)
-        masks.append(count > 0)
-    return torch.stack(tokens), torch.stack(centers), torch.stack(masks)
+    slot = _voxel_slots(keys, max_tokens)                             # (B, M), -1 = dropped
+    tokens, count = _slot_means(features, slot, max_tokens, method)   # (B, N, C), (B, N)
+    centers = _slot_means(pos, slot, max_tokens, method)[0]           # (B, N, 3)
+    return tokens, centers, count > 0
 
 
 class SpatialVLAEncoder3D(nn.Module):

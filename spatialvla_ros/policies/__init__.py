@@ -11,3 +11,17 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
+
+"""
+ROS-free inference: raw observations in, action chunks in robot units out.
+
+`SpatialVLAProcessor` turns RawObservations into model tensors and normalised actions back into
+clipped robot units; `SpatialVLAPolicy` pairs it with a model loaded from a checkpoint (and, on
+request, compiles the denoising step). Nodes, evaluators and the simulator loop all use these.
+"""
+
+from .policy_spatialvla import compile_model
+from .policy_spatialvla import SpatialVLAPolicy
+from .processor_spatialvla import SpatialVLAProcessor
+
+__all__ = ['SpatialVLAPolicy', 'SpatialVLAProcessor', 'compile_model']

@@ -19,47 +19,61 @@ The policy node, the bag evaluator and the simulator loop all drive this one obj
 share the same processor (normalisation, tokenisation, clipping) and the same sampling.
 """
 
-import collections
+import time
 
-import numpy as np
 from spatialvla_ros.models.checkpoint import load_checkpoint
+from spatialvla_ros.models.modeling_spatialvla import ModelObservation
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
 import torch
 
 
+def compile_model(model, backend='inductor'):
+    """
+    Compile the denoising step of `model` in place with torch.compile (inference only).
+
+    The step (suffix embedding, expert decode against the cached prefix, action head) runs
+    num_steps times per chunk on tiny tensors, so it is dominated by per-operator overhead,
+    which compilation removes. The prefix (vision tower, VLM) is left eager: its time is in
+    large matrix products that compilation does not speed up on the CPU (bench/peer_lerobot.py
+    measures both). Parameter names and checkpoints are unchanged. Shapes are static: a new
+    batch size, chunk or prefix length compiles again (run `SpatialVLAPolicy.warmup` first).
+    """
+    opts = {'backend': backend, 'dynamic': False}
+    model.suffix_embedding.compile(**opts)
+    model.action_head.compile(**opts)
+    model.backbone.decode_suffix = torch.compile(model.backbone.decode_suffix, **opts)
+    return model
+
+
 class SpatialVLAPolicy:
     """
-    Model + processor + lerobot-style action queue.
+    Model + processor: raw observations in, action chunks in robot units out.
 
     Arguments, by name:
         model: SpatialVLAModel (eval mode is set here).
         processor: SpatialVLAProcessor sharing the model's config.
-        n_action_steps: actions of each chunk executed before a new chunk is predicted
-            (default: the whole chunk).
         num_steps: Euler steps per chunk (default: config.flow.num_steps).
+        compile: torch.compile the denoising step (see `compile_model`); call `warmup` before
+            serving so that compilation never lands on a live observation.
     """
 
-    def __init__(self, model, processor, n_action_steps=None, num_steps=None):
-        chunk = model.config.action.chunk_size
-        n_action_steps = chunk if n_action_steps is None else int(n_action_steps)
-        if not 1 <= n_action_steps <= chunk:
-            raise ValueError(f'n_action_steps: got {n_action_steps}, expected 1..chunk_size='
-                             f'{chunk}')
+    def __init__(self, model, processor, num_steps=None, compile=False):  # noqa: A002
         self.model = model.eval()
         self.processor = processor
-        self.n_action_steps = n_action_steps
         self.num_steps = num_steps
-        self._queue = collections.deque()
+        self.compiled = bool(compile)
+        if self.compiled:
+            compile_model(self.model)
 
     @classmethod
-    def from_pretrained(cls, directory, device='cpu', dtype=None, n_action_steps=None,
-                        num_steps=None):
+    def from_pretrained(cls, directory, device='cpu', dtype=None, num_steps=None,
+                        compile=False):  # noqa: A002
         """Load a checkpoint directory (see models.checkpoint) onto `device`."""
         model, config, stats, tokenizer = load_checkpoint(directory, device=device, dtype=dtype,
                                                           config_class=PolicyConfig)
         processor = SpatialVLAProcessor(config, tokenizer, stats)
-        return cls(model, processor, n_action_steps=n_action_steps, num_steps=num_steps)
+        return cls(model, processor, num_steps=num_steps, compile=compile)
 
     @property
     def config(self):
@@ -90,20 +104,31 @@ class SpatialVLAPolicy:
         """One chunk (H, A) in robot units for one observation."""
         return self.predict_chunks([raw_observation], generator=generator, seed=seed)[0]
 
-    def reset(self):
-        """Forget queued actions (new episode or new instruction)."""
-        self._queue.clear()
+    def warmup(self, batch_size=1, image_size=None):
+        """
+        Run one dummy chunk (compiles a compiled policy); give its duration [s].
 
-    @property
-    def queued_actions(self):
-        return len(self._queue)
+        The dummy observation has the shapes of a live one (views, text length, chunk), so a
+        compiled step is not compiled again on the first real observation of that batch size.
+        """
+        cfg = self.config
+        size = image_size or cfg.vision.image_size
+        views = len(cfg.data.cameras) or 1
+        device, dtype = self.model.device, self.model.dtype
+        lm = cfg.language_model
+        ids = torch.zeros((batch_size, lm.max_text_tokens), dtype=torch.long, device=device)
+        u = torch.linspace(0.0, 1.0, size, device=device)
+        points = torch.stack(torch.broadcast_tensors(u[None, :], u[:, None],
+                                                     torch.zeros(()).to(device)), dim=-1)
+        obs = ModelObservation(
+            images=torch.full((batch_size, views, 3, size, size), 0.5, device=device),
+            points=points.expand(batch_size, views, size, size, 3),
+            state=torch.zeros((batch_size, cfg.action.state_dim), device=device),
+            input_ids=ids, attention_mask=torch.ones_like(ids, dtype=torch.bool))
+        start = time.perf_counter()
+        self.model.sample_actions(obs.to(device, dtype), num_steps=self.num_steps,
+                                  generator=torch.Generator(device=device).manual_seed(0))
+        return time.perf_counter() - start
 
-    def select_action(self, raw_observation, generator=None, seed=None):
-        """Next action (A,): predicts a new chunk only when the queue is empty."""
-        if not self._queue:
-            chunk = self.predict_chunk(raw_observation, generator=generator, seed=seed)
-            self._queue.extend(np.array(chunk[:self.n_action_steps], copy=True))
-        return self._queue.popleft()
 
-
-__all__ = ['SpatialVLAPolicy']
+__all__ = ['SpatialVLAPolicy', 'compile_model']
