@@ -241,7 +241,7 @@ def preset_rows(ns):
     """Yield one result dict per preset and variant (see the module docstring)."""
     import torch
 
-    from spatialvla_ros.config import load_config
+    from spatialvla_ros.policies.configuration_policy import PolicyConfig
     from spatialvla_ros.evaluation.latency import dummy_observation
     from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
 
@@ -253,7 +253,7 @@ def preset_rows(ns):
         name = torch.cuda.get_device_name(device)
         peaks = next(((f, b) for key, f, b in PEAKS if key in name), None)
     for path in ns.configs:
-        config = load_config(path)
+        config = PolicyConfig.from_yaml(path)
         if ns.tiny:
             config = tiny_preset(config)
         torch.manual_seed(0)

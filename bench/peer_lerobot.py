@@ -111,10 +111,10 @@ class Worker:
 # ------------------------------------------------------------------ this project's worker
 def project_config(shape):
     """config/deep_fusion.yaml resized to the bench shapes."""
-    from spatialvla_ros.config import load_config
+    from spatialvla_ros.policies.configuration_policy import PolicyConfig
 
     r = dataclasses.replace
-    config = load_config(os.path.join(REPO, 'config', 'deep_fusion.yaml'))
+    config = PolicyConfig.from_yaml(os.path.join(REPO, 'config', 'deep_fusion.yaml'))
     s = shape
     vision = r(config.vision, image_size=s['image_size'], patch_size=s['patch_size'],
                hidden_size=s['vision_width'], intermediate_size=s['vision_mlp'],

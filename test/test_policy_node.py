@@ -749,7 +749,7 @@ def test_watchdog_rejections_and_stamps_with_a_fake_clock():
 
 def test_live_inputs_judge_a_set_on_its_own_freshness(tmp_path):
     """No DDS: a set after a gap longer than the timeout is answered; long instructions refused."""
-    from spatialvla_ros.config import load_config
+    from spatialvla_ros.policies.configuration_policy import PolicyConfig
     from spatialvla_ros.nodes.policy_runtime import LiveInputs
     from spatialvla_ros.perception import conversions as cv
     from spatialvla_ros.perception.conversions import MessageError
@@ -760,7 +760,7 @@ def test_live_inputs_judge_a_set_on_its_own_freshness(tmp_path):
     from sensor_msgs.msg import CameraInfo
     from sensor_msgs.msg import Image
     from sensor_msgs.msg import JointState
-    config = load_config(os.path.join(REPO, 'config', 'late_gemma.yaml'))
+    config = PolicyConfig.from_yaml(os.path.join(REPO, 'config', 'late_gemma.yaml'))
     act, data = config.action, config.data
     now = [100.0]
     live = LiveInputs(ObservationBuilder(data, config.encoder3d, act.names, act.state_dim),
