@@ -25,8 +25,9 @@ import tempfile
 
 import numpy as np
 import pytest
+from repo_paths import REPO_ROOT
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO_ROOT
 CONFIG_DIR = os.path.join(REPO, 'config')
 WORDS = ('pick', 'up', 'the', 'red', 'green', 'blue', 'cube', 'and', 'place', 'it', 'in',
          'tray', 'push', 'reach', 'a', 'to', 'left', 'right')

@@ -12,7 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Shared fixtures: isolated ROS 2 domains and node processes for the DDS tests."""
+"""Shared fixtures (isolated ROS 2 domains, node processes) and the suite's layout markers.
+
+test/unit/: no DDS, no subprocess; `pytest -m unit` runs them in about a minute.
+test/integration/: real processes over DDS, real bags, training runs, the closed loop.
+test/lint/: the ament linters.
+"""
 
 import itertools
 import os
@@ -20,8 +25,9 @@ import subprocess
 import sys
 
 import pytest
+from repo_paths import REPO_ROOT
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO_ROOT
 CONFIG_DIR = os.path.join(REPO, 'config')
 _domains = itertools.count((os.getpid() * 7) % 150 + 20)
 
@@ -69,3 +75,11 @@ def spawn(ros_env):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by the folder it lives in (unit / integration / lint)."""
+    for item in items:
+        folder = os.path.basename(os.path.dirname(str(item.fspath)))
+        if folder in ('unit', 'integration'):
+            item.add_marker(getattr(pytest.mark, folder))

@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 import pytest
+from repo_paths import REPO_ROOT
 from spatialvla_ros.core_types import NormalizationStats
 from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
@@ -29,7 +30,7 @@ from spatialvla_ros.training.grounding import instruction_hidden
 from spatialvla_ros.training.grounding import pretrain_grounding
 import torch
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
+CONFIG_DIR = os.path.join(REPO_ROOT, 'config')
 CENTRES = {'red': (0.45, 0.15, 0.03), 'blue': (0.6, -0.2, 0.03)}
 
 

@@ -22,11 +22,12 @@ import rclpy
 from rclpy.qos import QoSDurabilityPolicy
 from rclpy.qos import QoSProfile
 from rclpy.qos import QoSReliabilityPolicy
+from repo_paths import TEST_DIR
 from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from std_msgs.msg import String
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TEST_DIR
 
 
 def _f32(x):

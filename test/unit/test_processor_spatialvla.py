@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 import pytest
+from repo_paths import REPO_ROOT
 from spatialvla_ros.core_types import NormalizationStats
 from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
@@ -29,7 +30,7 @@ from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
 from spatialvla_ros.sim.vocabulary import build_demo_tokenizer
 import torch
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
+CONFIG_DIR = os.path.join(REPO_ROOT, 'config')
 
 
 @pytest.fixture(scope='module')

@@ -26,6 +26,7 @@ import numpy as np
 import pybullet as p
 import pytest
 
+from repo_paths import REPO_ROOT
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.sim import messages as sim_msgs
 from spatialvla_ros.sim.camera import CameraSpec
@@ -37,7 +38,7 @@ from spatialvla_ros.sim.panda_env import OBJECT_HALF
 from spatialvla_ros.sim.panda_env import PandaEnv
 from spatialvla_ros.sim.tasks import sample_episode
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
+CONFIG_DIR = os.path.join(REPO_ROOT, 'config')
 TOLERANCE = 0.002   # [m]
 
 

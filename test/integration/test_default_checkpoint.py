@@ -24,6 +24,7 @@ import copy
 import json
 import os
 
+from repo_paths import REPO_ROOT
 from spatialvla_ros.evaluation.closed_loop import ClosedLoopOptions
 from spatialvla_ros.evaluation.closed_loop import HELD_OUT_SEED_START
 from spatialvla_ros.evaluation.closed_loop import recipe_camera
@@ -33,7 +34,7 @@ from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
 from spatialvla_ros.tools import make_default_checkpoint as recipe_tool
 from spatialvla_ros.tools.closed_loop import run_closed_loop
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO_ROOT
 SHIPPED = os.path.join(REPO, 'checkpoints', 'default')
 TARGET = 0.6             # closed-loop success the shipped checkpoint must reach per task
 FRESH_SEEDS = 5          # held-out episodes per task evaluated here over DDS

@@ -14,19 +14,17 @@
 
 import os
 
-from ament_pep257.main import main
+from ament_flake8.main import main_with_errors
 import pytest
+from repo_paths import REPO_ROOT
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO_ROOT
 PATHS = [os.path.join(REPO, p) for p in ('spatialvla_ros', 'test', 'bench', 'launch', 'setup.py')
          if os.path.exists(os.path.join(REPO, p))]
 
 
+@pytest.mark.flake8
 @pytest.mark.linter
-@pytest.mark.pep257
-def test_pep257():
-    # Google-style docstrings (Args:/Returns:), as STYLE.md asks; missing docstrings allowed
-    # as in ament's own convention; the summary may start on the first or second line.
-    rc = main(argv=['--convention', 'google', '--add-ignore', 'D100', 'D101', 'D102', 'D103',
-                    'D104', 'D105', 'D106', 'D107', 'D212', '--'] + PATHS)
-    assert rc == 0, 'Found docstring style errors'
+def test_flake8():
+    rc, errors = main_with_errors(argv=PATHS)
+    assert rc == 0, f'Found {len(errors)} code style errors / warnings:\n' + '\n'.join(errors)

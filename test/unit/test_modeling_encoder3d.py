@@ -21,13 +21,14 @@ import os
 import numpy as np
 import open3d as o3d
 import pytest
+from repo_paths import REPO_ROOT
 from spatialvla_ros.models import modeling_encoder3d as enc3d
 from spatialvla_ros.models import tokenizer as tok
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 import torch
 import transformers
 
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config',
+CONFIG = os.path.join(REPO_ROOT, 'config',
                       'late_gemma.yaml')
 NAN = float('nan')
 

@@ -26,12 +26,12 @@ import sys
 
 import numpy as np
 import pytest
+from repo_paths import REPO_ROOT
 from rosbags.rosbag2 import Reader
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import get_typestore
 from rosbags.typesys import Stores
-
 from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.data.bag_episodes import decode_episode
 from spatialvla_ros.data.bag_reader import BagError
@@ -44,7 +44,7 @@ from spatialvla_ros.perception.sync import stamp_order
 from spatialvla_ros.perception.sync import StampSynchronizer
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO_ROOT
 TS = get_typestore(Stores.ROS2_KILTED)
 ARM = [f'panda_joint{i}' for i in range(1, 8)] + ['panda_finger_joint1']
 

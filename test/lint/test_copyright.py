@@ -17,8 +17,9 @@
 import pathlib
 
 import pytest
+from repo_paths import REPO_ROOT
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(REPO_ROOT)
 HEADER = 'Licensed under the Apache License, Version 2.0'
 
 

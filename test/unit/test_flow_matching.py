@@ -18,12 +18,13 @@ import math
 import os
 
 import pytest
+from repo_paths import REPO_ROOT
 from spatialvla_ros.models import flow_matching as fm
 from spatialvla_ros.models.configuration_spatialvla import FlowConfig
 from spatialvla_ros.models.configuration_spatialvla import SpatialVLAConfig
 import torch
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
+CONFIG_DIR = os.path.join(REPO_ROOT, 'config')
 
 
 def _chunk(seed=0, b=3, h=10, a=8):

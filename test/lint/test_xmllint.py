@@ -18,8 +18,9 @@ import pathlib
 import xml.etree.ElementTree as ET
 
 import pytest
+from repo_paths import REPO_ROOT
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(REPO_ROOT)
 
 
 @pytest.mark.linter

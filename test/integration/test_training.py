@@ -37,6 +37,7 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from repo_paths import REPO_ROOT
 from spatialvla_ros.data.dataset import load_episodes
 from spatialvla_ros.models.checkpoint import load_checkpoint
 from spatialvla_ros.models.tokenizer import build_word_tokenizer
@@ -51,7 +52,7 @@ from test_dataset import generate_demos
 import torch
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO_ROOT
 
 
 @pytest.fixture(scope='session')

@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 import pytest
+from repo_paths import REPO_ROOT
 from safetensors.torch import load_file
 from safetensors.torch import save_file
 from spatialvla_ros.core_types import NormalizationStats
@@ -33,7 +34,7 @@ from spatialvla_ros.sim.vocabulary import build_demo_tokenizer
 from spatialvla_ros.training.configuration_training import TrainingConfig
 import torch
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
+CONFIG_DIR = os.path.join(REPO_ROOT, 'config')
 LAYOUT = ['config.yaml', 'model.safetensors', 'normalization.safetensors', 'tokenizer']
 
 

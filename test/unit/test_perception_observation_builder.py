@@ -20,10 +20,10 @@ import os
 import numpy as np
 import open3d as o3d
 import pytest
+from repo_paths import REPO_ROOT
 from rosbags.typesys import get_typestore
 from rosbags.typesys import Stores
 import sensor_msgs.msg
-
 from spatialvla_ros.perception import conversions as cv
 from spatialvla_ros.perception import geometry
 from spatialvla_ros.perception.conversions import MessageError
@@ -35,7 +35,7 @@ from spatialvla_ros.perception.observation_builder import sync_keys
 from spatialvla_ros.perception.sync import StampSynchronizer
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config',
+CONFIG = os.path.join(REPO_ROOT, 'config',
                       'late_llama.yaml')
 STORE = get_typestore(Stores.ROS2_LYRICAL)
 FAMILIES = {

@@ -26,6 +26,7 @@ import json
 import os
 
 import pytest
+from repo_paths import REPO_ROOT
 from safetensors.torch import save_file
 from spatialvla_ros.models.checkpoint import CheckpointError
 from spatialvla_ros.models.checkpoint import load_checkpoint
@@ -44,7 +45,7 @@ import torch
 from torch import nn
 import transformers
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO_ROOT
 CONFIG_DIR = os.path.join(REPO, 'config')
 TOWER_437 = 'model.vision_tower.vision_tower.vision_model.'
 POS_HEAD = 'model.video_tower.video_tower.positional_embedding.position_embedding_head.'

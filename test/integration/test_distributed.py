@@ -29,6 +29,7 @@ import sys
 import textwrap
 
 import pytest
+from repo_paths import REPO_ROOT
 from spatialvla_ros.models.checkpoint import load_checkpoint
 from spatialvla_ros.training.distributed import free_port
 from spatialvla_ros.training.progress import read_csv
@@ -37,7 +38,7 @@ from test_dataset import generate_demos
 from test_training import options
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO_ROOT
 CASES = {'ddp': 'late_gemma', 'fsdp': 'deep_fusion'}
 RTOL = 1e-5
 

@@ -28,8 +28,9 @@ import sys
 from ament_index_python.packages import get_package_prefix
 from ament_index_python.packages import get_package_share_directory
 import pytest
+from repo_paths import REPO_ROOT
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO_ROOT
 SCRIPTS = sorted(ep.name for ep in importlib.metadata.distribution('spatialvla_ros').entry_points
                  if ep.group == 'console_scripts')
 
