@@ -11,3 +11,11 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
+
+"""spatialvla_ros: a 3D-aware Vision-Language-Action policy (LLaVA-3D tokens + a flow-matching
+action expert in three fusion plans) on ROS 2.
+
+Rooms, dependencies pointing down: `core_types` / `typed_config` (leaves), `models` (the network,
+ROS-free), `perception` / `data` / `sim`, `policies` (ROS-free inference), `training` /
+`evaluation` (runners), `nodes` (thin rclpy adapters), `tools` (command-line tools).
+"""
