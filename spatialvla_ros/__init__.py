@@ -12,8 +12,9 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""spatialvla_ros: a 3D-aware Vision-Language-Action policy (LLaVA-3D tokens + a flow-matching
-action expert in three fusion plans) on ROS 2.
+"""spatialvla_ros: a 3D-aware Vision-Language-Action policy on ROS 2.
+
+LLaVA-3D style 3D tokens and a flow-matching action expert, attached in three fusion plans.
 
 Rooms, dependencies pointing down: `core_types` / `typed_config` (leaves), `models` (the network,
 ROS-free), `perception` / `data` / `sim`, `policies` (ROS-free inference), `training` /
