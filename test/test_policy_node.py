@@ -821,7 +821,7 @@ def test_lasting_change_logs_no_flicker():
 
 
 def test_load_policy_passes_compile(tmp_path_factory):
-    """compile reaches the policy (wrapping only: nothing is compiled before the first call)."""
+    """The compile flag reaches the policy (wrapping only: nothing compiles before a call)."""
     from spatialvla_ros.nodes.policy_runtime import load_policy
     ckpt = cached_checkpoint(tmp_path_factory, 'late_gemma')
     for compile_step in (False, True):
