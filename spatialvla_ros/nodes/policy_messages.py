@@ -13,11 +13,12 @@
 # limitations under the License.
 
 """
-The policy node's output messages, built from plain values (no rclpy node needed).
+The policy node's ROS types and messages, built from plain values (no rclpy node needed).
 
 A chunk becomes a JointTrajectory (for a joint_trajectory_controller) and an ActionChunk
 (float32, as the model gave it); the node's state and counters become a PolicyStatus and a
-DiagnosticArray; a NodeParameter becomes its ParameterDescriptor.
+DiagnosticArray; a NodeParameter becomes its ParameterDescriptor, the QoS parameters a
+QoSProfile; INPUT_TYPES gives the message type of each kind of camera input.
 """
 
 import array
@@ -31,11 +32,23 @@ import numpy as np
 from rcl_interfaces.msg import FloatingPointRange
 from rcl_interfaces.msg import IntegerRange
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.qos import QoSDurabilityPolicy
+from rclpy.qos import QoSProfile
+from rclpy.qos import QoSReliabilityPolicy
+from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import Image
+from sensor_msgs.msg import PointCloud2
 from spatialvla_ros.core_types import ns_to_stamp
 from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from trajectory_msgs.msg import JointTrajectory
 from trajectory_msgs.msg import JointTrajectoryPoint
+
+# Message type of each kind of camera input (the last part of a synchroniser key).
+INPUT_TYPES = {'color': Image, 'depth': Image, 'cloud': PointCloud2, 'camera_info': CameraInfo}
+# The instruction: the last one published reaches a node that subscribes later.
+LATCHED_QOS = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                         durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def parameter_descriptor(p):
@@ -48,6 +61,12 @@ def parameter_descriptor(p):
     elif isinstance(p.default, int) and p.low is not None:
         d.integer_range = [IntegerRange(from_value=p.low, to_value=p.high, step=1)]
     return d
+
+
+def sensor_qos(reliability, depth):
+    """Return the QoS of the camera and joint state subscriptions (reliable / best_effort)."""
+    return QoSProfile(depth=depth, reliability=QoSReliabilityPolicy.RELIABLE
+                      if reliability == 'reliable' else QoSReliabilityPolicy.BEST_EFFORT)
 
 
 def to_time(stamp_ns):
@@ -78,6 +97,22 @@ def chunk_messages(config, chunk, stamp_ns, latency):
     return traj, msg
 
 
+def status_state(lifecycle, error='', waiting='', last_rejection=''):
+    """
+    (PolicyStatus.STATE_*, reason) of the node.
+
+    lifecycle: 'unconfigured', 'inactive' or 'active'; an error wins over everything, waiting
+    for input over 'active'; an inactive or active node gives its last rejection as reason.
+    """
+    if error:
+        return PolicyStatus.STATE_ERROR, error
+    if lifecycle == 'active' and waiting:
+        return PolicyStatus.STATE_WAITING_FOR_INPUT, waiting
+    if lifecycle in ('active', 'inactive'):
+        return getattr(PolicyStatus, f'STATE_{lifecycle.upper()}'), last_rejection
+    return PolicyStatus.STATE_UNCONFIGURED, ''
+
+
 def status_messages(state, reason, values, stats, name, stamp):
     """
     (PolicyStatus, DiagnosticArray) of the node's state and counters.
@@ -101,5 +136,5 @@ def status_messages(state, reason, values, stats, name, stamp):
     return status, diag
 
 
-__all__ = ['chunk_messages', 'parameter_descriptor', 'status_messages', 'to_duration',
-           'to_time']
+__all__ = ['chunk_messages', 'INPUT_TYPES', 'LATCHED_QOS', 'parameter_descriptor', 'sensor_qos',
+           'status_messages', 'status_state', 'to_duration', 'to_time']

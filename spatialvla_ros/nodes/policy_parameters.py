@@ -55,6 +55,11 @@ NODE_PARAMETERS = (
                   'with 2.', 0, 1024),
     NodeParameter('num_steps', 0, 'Euler denoising steps per chunk (0: the checkpoint config).',
                   0, 1000),
+    NodeParameter('compile', False, 'torch.compile the denoising step at configure (same '
+                  'actions within float tolerance, less time per step). Off by default: '
+                  'compiling takes 20-170 s on a CPU. Configure ends with one warm-up chunk '
+                  'either way, so neither compilation nor the slow first inference lands on a '
+                  'live observation.'),
     NodeParameter('seed', -1, 'Seed of the initial noise of every chunk (-1: fresh noise each '
                   'time; >= 0: same observation -> same actions).', -1, 2 ** 31 - 1),
     NodeParameter('default_instruction', '', 'Instruction used until one arrives on the '
@@ -106,6 +111,20 @@ CAMERA_PARAMETERS = (
 )
 
 
+USAGE = """usage: policy_node [-h] [--ros-args ...]
+
+SpatialVLA policy node (lifecycle: configure loads the checkpoint, activate publishes).
+Start it configured and active with:  policy_launch --checkpoint-dir DIR --autostart
+Parameters (--ros-args -p name:=value, or --params-file config/params/policy_node.yaml):
+"""
+
+
+def help_requested(argv):
+    """Return True when -h / --help comes before any --ros-args in the command line `argv`."""
+    end = argv.index('--ros-args') if '--ros-args' in argv else None
+    return bool({'-h', '--help'} & set(argv[:end]))
+
+
 def describe_parameters():
     """Return the parameter list as text for --help."""
     lines = []
@@ -122,6 +141,19 @@ def describe_parameters():
         lines.append(f"  cameras.<name>.{field_name} (default: the checkpoint's)\n"
                      f'      {description}')
     return '\n'.join(lines)
+
+
+def camera_parameters(data):
+    """
+    Yield (camera, field, parameter name, default, description) of every cameras.<name>.*.
+
+    Defaults are the DataConfig's values (tuples as lists, as ROS parameters take them).
+    """
+    for cam in data.cameras:
+        for field_name, description in CAMERA_PARAMETERS:
+            default = getattr(cam, field_name)
+            yield (cam.name, field_name, f'cameras.{cam.name}.{field_name}',
+                   list(default) if isinstance(default, tuple) else default, description)
 
 
 def check_choices(values):
@@ -156,5 +188,6 @@ def data_config_with_overrides(data, cameras, state_topic='', instruction_topic=
     return data
 
 
-__all__ = ['CAMERA_PARAMETERS', 'NODE_PARAMETERS', 'NodeParameter', 'check_choices',
-           'data_config_with_overrides', 'describe_parameters']
+__all__ = ['CAMERA_PARAMETERS', 'camera_parameters', 'check_choices',
+           'data_config_with_overrides', 'describe_parameters', 'help_requested',
+           'NODE_PARAMETERS', 'NodeParameter', 'USAGE']

@@ -13,11 +13,12 @@
 # limitations under the License.
 
 """
-ROS-free run-time machinery of the policy node: worker, watchdog, rejection book-keeping.
+ROS-free run-time machinery of the policy node: session, worker, watchdog, rejection counts.
 
-The node only wires ROS callbacks to these objects, so their behaviour (latest-wins dropping,
-staleness, per-reason counters, throttling) is the same in a notebook, a bag evaluator or a test
-without DDS. Times are seconds from `time.monotonic()` unless a name says `_ns`.
+The node only wires ROS callbacks to these objects (a Session per configure), so their
+behaviour (latest-wins dropping, staleness, per-reason counters, throttling) is the same in a
+notebook, a bag evaluator or a test without DDS. Times are seconds from `time.monotonic()`
+unless a name says `_ns`.
 """
 
 import collections
@@ -28,8 +29,36 @@ import sys
 import threading
 import time
 
+from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.perception.conversions import MessageError
 from spatialvla_ros.perception.conversions import REJECTION_REASONS
+from spatialvla_ros.perception.observation_builder import ObservationBuilder
+from spatialvla_ros.perception.observation_builder import sync_keys
+from spatialvla_ros.perception.sync import StampSynchronizer
+
+
+class Throttle:
+    """Says whether a warning under a key may be logged again (once per `period_s` per key)."""
+
+    def __init__(self, period_s=2.0, clock=time.monotonic):
+        self.period_s = period_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last = {}
+
+    def ready(self, key):
+        """Return True (and start a new period for `key`) when its last warning is old enough."""
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.period_s:
+                return False
+            self._last[key] = now
+            return True
+
+    def reset(self):
+        with self._lock:
+            self._last.clear()
 
 
 class RejectionLog:
@@ -42,9 +71,7 @@ class RejectionLog:
 
     def __init__(self, throttle_s=2.0, clock=time.monotonic):
         self._lock = threading.Lock()
-        self._throttle_s = throttle_s
-        self._clock = clock
-        self._last_log = {}
+        self._throttle = Throttle(throttle_s, clock)
         self.reset()
 
     def reset(self):
@@ -52,7 +79,7 @@ class RejectionLog:
             self.total = 0
             self.by_reason = collections.OrderedDict((r, 0) for r in REJECTION_REASONS)
             self.last_reason = ''
-            self._last_log.clear()
+        self._throttle.reset()
 
     def record(self, topic, error):
         """Count one rejected message; return (message, should_log).
@@ -62,16 +89,11 @@ class RejectionLog:
         """
         reason = error.reason if isinstance(error, MessageError) else 'invalid'
         message = f'{topic}: dropped ({reason}): {error}'
-        now = self._clock()
         with self._lock:
             self.total += 1
             self.by_reason[reason] += 1
             self.last_reason = message
-            last = self._last_log.get((topic, reason))
-            should_log = last is None or now - last >= self._throttle_s
-            if should_log:
-                self._last_log[(topic, reason)] = now
-        return message, should_log
+        return message, self._throttle.ready((topic, reason))
 
     def snapshot(self):
         with self._lock:
@@ -164,6 +186,33 @@ class InputWatchdog:
         return 'waiting for input: ' + '; '.join(parts) + f' (timeout {self.timeout_s:.2f} s)'
 
 
+class LastingChange:
+    """
+    Says when a yes/no state (waiting for input or not) has changed for long enough to log.
+
+    A camera slower than the watchdog's timeout leaves its input stale for a moment before each
+    of its frames: logging every change would print 'waiting' and 'resuming' once per frame. A
+    new state is reported once it has held for `hold_s`, and only when it differs from the last
+    one reported, so the log tells the lasting state and changes at most once per `hold_s`.
+    """
+
+    def __init__(self, hold_s, clock=time.monotonic):
+        self.hold_s = hold_s
+        self._clock = clock
+        self.reported = self._state = False
+        self._since = clock()
+
+    def update(self, state):
+        """Feed the current state; return True when it is to be reported now."""
+        now, state = self._clock(), bool(state)
+        if state != self._state:
+            self._state, self._since = state, now
+        if state != self.reported and now - self._since >= self.hold_s:
+            self.reported = state
+            return True
+        return False
+
+
 class RateMeter:
     """Events per second over a sliding window."""
 
@@ -207,9 +256,12 @@ class NodeStats:
         """Start the rejection and suppression counts afresh (on activate)."""
         self.rejections = RejectionLog(throttle_s)
         self.suppressed = collections.Counter()
+        self._suppress_throttle = Throttle(throttle_s)
 
     def suppress(self, reason):
+        """Count a chunk not published; return True when a warning about it may be logged."""
         self.suppressed[reason] += 1
+        return self._suppress_throttle.ready(reason)
 
     def published(self, latency):
         self.published_chunks += 1
@@ -251,6 +303,21 @@ class LiveInputs:
         self.clock = clock
         self.state = self.instruction = None
         self.reset(1.0, 0.1)
+
+    @classmethod
+    def for_policy(cls, config, data, topics, sync_slop_s=-1.0, sync_queue_size=10,
+                   default_instruction='', max_instruction_chars=1000):
+        """
+        Build the inputs of a policy with `config` served on `data` (DataConfig + overrides).
+
+        topics: the required input topics, as the watchdog names them; sync_slop_s < 0 takes
+        data.sync_slop.
+        """
+        act = config.action
+        builder = ObservationBuilder(data, config.encoder3d, act.names, act.state_dim)
+        slop = data.sync_slop if sync_slop_s < 0 else sync_slop_s
+        sync = StampSynchronizer(sync_keys(data), slop, sync_queue_size)
+        return cls(builder, sync, topics, default_instruction, max_instruction_chars)
 
     def reset(self, timeout_s, future_tolerance_s):
         """Start afresh (activate): stamps, queued sets, watchdog; keep state and instruction."""
@@ -402,14 +469,136 @@ class LatestWinsWorker:
                     self.processed += 1
 
 
+class Session:
+    """
+    One configured policy served on live inputs, without ROS: inputs, worker, waiting state.
+
+    The node makes one at configure and drops it at cleanup; `start` and `stop` follow activate
+    and deactivate. A camera set that completes while every input is fresh becomes a job on a
+    latest-wins worker, whose chunk goes to `publish(job, chunk, latency)` unless it may no
+    longer be published. `settings(name)` reads a node parameter when it is needed (seed and
+    max_observation_age_s apply to the next chunk); `logger` has warning() and info(), as
+    rclpy's and logging's loggers have; `on_error(exc)` hears a job that raised.
+    """
+
+    def __init__(self, policy, live, stats, settings, publish, logger, on_error=None):
+        self.policy, self.live, self.stats = policy, live, stats
+        self._settings, self._publish, self._logger = settings, publish, logger
+        self._on_error = on_error
+        self.worker, self.active, self.waiting = None, False, ''
+        self._waiting_log = LastingChange(0.0)
+
+    def start(self, input_timeout_s, future_tolerance_s, warn_throttle_s, max_rate_hz):
+        """Activate: inputs, counts and waiting state afresh; start the worker."""
+        self.live.reset(input_timeout_s, future_tolerance_s)
+        self.stats.reset(warn_throttle_s)
+        self._waiting_log = LastingChange(warn_throttle_s)
+        self.worker = LatestWinsWorker(
+            self._infer, min_period_s=1.0 / max_rate_hz if max_rate_hz > 0 else 0.0,
+            on_error=self._on_error)
+        self.worker.start()
+        self.waiting, self.active = '', True
+
+    def stop(self, timeout_s=30.0):
+        """Deactivate: stop the worker (a chunk in flight is not published); False if it hung."""
+        self.active = False
+        if self.worker is None:
+            return True
+        self.stats.dropped_before += self.worker.dropped
+        stopped, self.worker = self.worker.stop(timeout_s), None
+        return stopped
+
+    def reject(self, topic, error):
+        """Count a rejected message by its reason; log it unless throttled."""
+        message, should_log = self.stats.rejections.record(topic, error)
+        if should_log:
+            self._logger.warning(message)
+
+    def camera(self, key, topic, msg, now_ns):
+        """Take one camera message (ignored while inactive); a job goes to the worker."""
+        if not self.active:
+            return
+        try:
+            job = self.live.camera(key, topic, msg, stamp_to_ns(msg.header.stamp), now_ns,
+                                   self.live.clock())
+        except Exception as exc:  # noqa: BLE001 - no input may kill the node
+            self.reject(topic, exc)
+            return
+        if job is not None:
+            self.worker.submit(job)
+
+    def joint_state(self, topic, msg, now_ns):
+        try:
+            self.live.joint_state(topic, msg, stamp_to_ns(msg.header.stamp), now_ns)
+        except Exception as exc:  # noqa: BLE001 - no input may kill the node
+            self.reject(topic, exc)
+
+    def instruction(self, topic, text):
+        """Take an instruction; log an excerpt of it when it changed."""
+        try:
+            changed = self.live.set_instruction(text)
+        except MessageError as exc:
+            self.reject(topic, exc)
+            return
+        if changed:
+            text = self.live.instruction
+            excerpt = text if len(text) <= 80 else text[:80] + '...'
+            self._logger.info(f'instruction ({len(text)} chars): {excerpt!r}')
+
+    def check_inputs(self, instruction_topic):
+        """Watchdog tick: state and pending job follow the inputs, the log lasting changes."""
+        if not self.active:
+            return
+        reason = self.live.waiting_reason(instruction_topic)
+        if reason and not self.waiting:
+            self.worker.clear()
+        self.waiting = reason
+        if self._waiting_log.update(reason):
+            if reason:
+                self._logger.warning(reason)
+            else:
+                self._logger.info('all inputs fresh again: resuming')
+
+    def _suppress(self, reason, warning=''):
+        if self.stats.suppress(reason) and warning:
+            self._logger.warning(warning)
+
+    def _infer(self, job):
+        """Worker thread: observation -> chunk -> publish, unless anything went stale."""
+        try:
+            obs = self.live.builder.assemble(job.arrays, job.state, job.instruction,
+                                             job.stamp_ns)
+        except MessageError as exc:
+            self.reject(SYNC_INPUT, exc)
+            return
+        seed = self._settings('seed')
+        try:  # (H, A) float32; the processor refuses non-finite actions with a ValueError
+            chunk = self.policy.predict_chunk(obs, seed=seed if seed >= 0 else None)
+        except ValueError as exc:
+            self._suppress('refused_action', f'not published: {exc}')
+            return
+        latency = self.live.clock() - job.received
+        max_age = self._settings('max_observation_age_s')
+        if not self.active:
+            self._suppress('inactive')
+        elif self.live.watchdog.stale():
+            self._suppress('stale_input')
+        elif latency > max_age:
+            self._suppress('late_result', f'chunk ready {latency:.3f} s after its observation '
+                           f'(max_observation_age_s {max_age}): not published')
+        else:
+            self._publish(job, chunk, latency)
+
+
 def load_policy(checkpoint_dir, device='auto', dtype='auto', num_steps=0, plan='',
-                num_threads=0):
+                num_threads=0, compile=False):  # noqa: A002 - the node parameter's name
     """
     Load a checkpoint for serving; return (SpatialVLAPolicy, device, torch threads).
 
     device 'auto' is cuda when available; dtype 'auto' is the checkpoint's; num_steps 0 keeps
     the checkpoint's; a non-empty `plan` must match the checkpoint's; num_threads > 0 sets
-    torch's intra-op threads (process-wide; 0 leaves torch's default). Imports torch (slow).
+    torch's intra-op threads (process-wide; 0 leaves torch's default); compile: torch.compile
+    the denoising step (run the policy's `warmup` before serving). Imports torch (slow).
     """
     if not checkpoint_dir:
         raise ValueError("parameter 'checkpoint_dir' is empty: set it to a checkpoint "
@@ -429,7 +618,7 @@ def load_policy(checkpoint_dir, device='auto', dtype='auto', num_steps=0, plan='
         raise ValueError(f"parameter 'device': got {device!r}, but CUDA is not available")
     policy = SpatialVLAPolicy.from_pretrained(
         checkpoint_dir, device=device, dtype=None if dtype == 'auto' else getattr(torch, dtype),
-        num_steps=num_steps or None)
+        num_steps=num_steps or None, compile=compile)
     if plan and plan != policy.config.plan:
         raise ValueError(f"parameter 'plan': got {plan!r}, but the checkpoint {checkpoint_dir} "
                          f'is a {policy.config.plan!r} policy')
