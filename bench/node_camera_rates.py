@@ -362,8 +362,8 @@ def print_side_by_side(results):
         f'{q}: answered + latest-wins / sent, lost, chunks/s, p95' for q in qos) + ' |')
     print('|---|---|' + '---|' * len(qos))
     for size, rate in dict.fromkeys((r['size'], r['rate']) for r in results):
-        print(f'| {size} | {rate:g} | ' + ' | '.join(cells.get((size, rate, q), '-')
-                                                    for q in qos) + ' |')
+        row = [cells.get((size, rate, q), '-') for q in qos]
+        print(f'| {size} | {rate:g} | ' + ' | '.join(row) + ' |')
 
 
 def _sizes(text, train_size):
