@@ -36,9 +36,11 @@ Usage: python bench/node_camera_rates.py [--checkpoint-dir checkpoints/default]
 """
 
 import argparse
+import collections
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import tempfile
@@ -214,17 +216,26 @@ class Observer:
         self.context.try_shutdown()
 
 
-def _waiting_times(log_path):
-    """Wall times [s] of the node's 'waiting for input' warnings (an input went stale)."""
-    times = []
+def _waiting_warnings(log_path):
+    """(wall time [s], stale topics) of each of the node's 'waiting for input' warnings."""
+    out = []
     with open(log_path, encoding='utf-8', errors='replace') as f:
         for line in f:
-            if 'waiting for input' in line and line.startswith('[WARN] ['):
-                try:
-                    times.append(float(line.split('] [', 2)[1].split(']')[0]))
-                except (IndexError, ValueError):
-                    pass
-    return times
+            if 'waiting for input' not in line or not line.startswith('[WARN] ['):
+                continue
+            try:
+                when = float(line.split('] [', 2)[1].split(']')[0])
+            except (IndexError, ValueError):
+                continue
+            names = []
+            for part in line.split('waiting for input: ', 1)[1].split('; '):
+                found = re.match(r'no message (?:yet )?on (.+?)(?: for [0-9.]+ s)?(?: \(|$)',
+                                 part.strip())
+                if found:   # '/camera/color/image_raw' -> 'color', '/joint_states' as is
+                    name = found.group(1)
+                    names.append(name.rsplit('/', 2)[-2] if name.count('/') > 1 else name)
+            out.append((when, names))
+    return out
 
 
 def _counts(values):
@@ -295,8 +306,9 @@ def run_qos(ns, reliability, configs, config, params, log_dir):
                 with observer.lock:
                     latency = [(pub - obs) / 1e6 for obs, pub in observer.chunks if obs in stamps]
                 first, last = min(stamps) / 1e9, max(stamps) / 1e9
-                stalls = [t for t in _waiting_times(log) if first < t < last + params[
-                    'input_timeout_s'] - 0.05]
+                stalls = collections.Counter(
+                    name for t, names in _waiting_warnings(log)
+                    if first < t < last + params['input_timeout_s'] - 0.05 for name in names)
                 results.append({'qos': reliability, 'size': f'{width}x{height}', 'rate': rate,
                                 'sent': len(stamps), 'seconds': sent['seconds'],
                                 'answered': after['published_chunks'] -
@@ -305,7 +317,7 @@ def run_qos(ns, reliability, configs, config, params, log_dir):
                                 'dropped': after['dropped_frames'] - before['dropped_frames'],
                                 'rejected': _delta(before, after, 'rejected.'),
                                 'suppressed': _delta(before, after, 'suppressed.'),
-                                'latency_ms': latency, 'stalls': len(stalls),
+                                'latency_ms': latency, 'stalls': stalls,
                                 'max_gap_ms': float(np.diff(sorted(stamps)).max() / 1e6)})
                 print_row(results[-1])
                 before = after
@@ -338,8 +350,8 @@ def print_row(r):
     sent = f'{r["sent"]}'
     if r['sent'] / r['seconds'] < 0.95 * r['rate']:   # the camera process fell behind
         sent += f' ({r["sent"] / r["seconds"]:.1f} Hz)'
-    stalls = f'{r["stalls"]}' + (f' (camera gap {r["max_gap_ms"]:.0f} ms)'
-                                 if r['max_gap_ms'] > 2e3 / r['rate'] else '')
+    stalls = _fmt(r['stalls']) + (f'; camera gap {r["max_gap_ms"]:.0f} ms'
+                                  if r['max_gap_ms'] > 2e3 / r['rate'] else '')
     print(f'| {r["qos"]} | {r["size"]} | {r["rate"]:g} | {sent} | {reached} | {r["answered"]} '
           f'| {r["dropped"]} | {_fmt(r["suppressed"])} | {_fmt(r["rejected"])} | {lost} '
           f'| {stalls} | {r["answered"] / r["seconds"]:.1f} | {p50} | {p95} |', flush=True)
@@ -418,8 +430,9 @@ def main(argv=None):
           f'{os.getloadavg()[0]:.1f}. reached worker = answered + latest-wins drops + '
           'suppressed; lost = sent - reached - rejected (not delivered, overwritten in the '
           "node's input history, not synchronised, or pending when an input went stale); "
-          'went stale: times an input went stale (> input_timeout_s) during the stream, from the '
-          "node's log, with the camera's longest gap between sets when over two periods; "
+          'went stale: inputs the node found stale (> input_timeout_s) during the stream, by '
+          "topic (its log's 'waiting for input' warnings), and the camera's longest gap "
+          'between two sets when over two periods; '
           'latency: observation stamp to chunk publication.')
     return 0
 
