@@ -47,6 +47,8 @@ from spatialvla_ros.evaluation.closed_loop import policy_overrides
 from spatialvla_ros.evaluation.closed_loop import sim_parameters
 from spatialvla_ros.evaluation.closed_loop import summarize
 from spatialvla_ros.nodes.closed_loop_client import ClosedLoopClient
+from spatialvla_ros.nodes.closed_loop_client import LockstepError
+from spatialvla_ros.nodes.lifecycle_client import LifecycleError
 from spatialvla_ros.nodes.policy_runtime import load_policy
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.tools.flags import add_closed_loop_arguments
@@ -54,6 +56,7 @@ from spatialvla_ros.tools.flags import options_from_args
 from spatialvla_ros.tools.processes import default_policy_parameters
 from spatialvla_ros.tools.processes import domain_of
 from spatialvla_ros.tools.processes import isolated_domain
+from spatialvla_ros.tools.processes import ProcessError
 from spatialvla_ros.tools.processes import start_policy
 from spatialvla_ros.tools.processes import start_sim
 
@@ -141,8 +144,13 @@ def main(args=None):
         results = _run_in_process(ns.checkpoint, options)
         loop = 'simulator and policy in one process (no DDS, no latency)'
     else:
-        results = run_closed_loop(ns.checkpoint, options, ns.out_dir, progress=print_progress,
-                                  on_status=lambda s: print(s, flush=True))
+        try:
+            results = run_closed_loop(ns.checkpoint, options, ns.out_dir,
+                                      progress=print_progress,
+                                      on_status=lambda s: print(s, flush=True))
+        except (LockstepError, LifecycleError, ProcessError, TimeoutError) as exc:
+            print(f'spatialvla_closed_loop: error: {exc}', file=sys.stderr)
+            return 1
         loop = report.DDS_LOOP + (' in lockstep (simulated time waits for the policy)'
                                   if options.lockstep else ' in real time')
     path = report.write_closed_loop_report(results, options, ns.out_dir,
