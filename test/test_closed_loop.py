@@ -30,6 +30,7 @@ import subprocess
 import sys
 
 from checkpoint_utils import cached_checkpoint
+import numpy as np
 import pytest
 from spatialvla_ros.evaluation import report
 from spatialvla_ros.evaluation.closed_loop import ClosedLoopOptions
@@ -184,9 +185,68 @@ def test_closed_loop_flags_mean_the_same_in_every_command(tmp_path):
                 options.seed_start) == (('reach',), 128, 60.0, 0, HELD_OUT_SEED_START), name
         with pytest.raises(SystemExit):
             parser.parse_args(extra + ['--tasks', 'fly'])
+        # --lockstep / --no-lockstep mean the same everywhere; only the default differs (the
+        # demo runs in lockstep so that it shows the same episodes on every run).
+        assert options_from_args(parser.parse_args(extra + ['--lockstep']), '').lockstep
+        assert not options_from_args(parser.parse_args(extra + ['--no-lockstep']), '').lockstep
+        assert options_from_args(parser.parse_args(extra), '').lockstep == (name == 'demo')
 
 
 def test_held_out_seeds_are_disjoint_from_demonstration_seeds():
     # Demonstrations start at seed 0 and would need a million episodes to reach the range.
     assert demos_parser().parse_args(['--out', 'x']).seed_start == 0
     assert HELD_OUT_SEED_START == 1_000_000
+
+
+# --- lockstep ---------------------------------------------------------------------------------
+# Six ticks, a chunk every second tick, 32 px: long enough that a real-time loop would execute
+# other actions from run to run (the chunks land at whatever tick inference ends).
+LOCKSTEP = ClosedLoopOptions(tasks=('reach',), episodes=2, max_steps=6, image_size=32,
+                             execute_steps=2, lockstep=True, startup_timeout_s=120.0)
+
+
+def _lockstep_env():
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+               FASTDDS_BUILTIN_TRANSPORTS='LARGE_DATA', PYTHONUNBUFFERED='1')
+    env.setdefault('OMP_NUM_THREADS', '1')
+    return env
+
+
+@pytest.fixture(scope='module')
+def lockstep_run(tmp_path_factory):
+    """(checkpoint, results) of one lockstep DDS run, shared: starting the nodes is the cost."""
+    checkpoint = cached_checkpoint(tmp_path_factory, 'late_gemma')
+    out = tmp_path_factory.mktemp('lockstep_a')
+    return checkpoint, closed_loop.run_closed_loop(checkpoint, LOCKSTEP, str(out),
+                                                   env=_lockstep_env())
+
+
+def _outcomes(results):
+    return [(r.task, r.seed, r.success, r.steps, r.chunks) for r in results]
+
+
+def test_lockstep_runs_give_identical_outcomes(lockstep_run, tmp_path):
+    checkpoint, first = lockstep_run
+    again = closed_loop.run_closed_loop(checkpoint, LOCKSTEP, str(tmp_path), env=_lockstep_env())
+    assert _outcomes(again) == _outcomes(first)
+    assert [r.seed for r in first] == [HELD_OUT_SEED_START, HELD_OUT_SEED_START + 1]
+    for a, b in zip(first, again):
+        # A chunk per observation (every second tick), each one executed: ticks 0, 2, 4.
+        assert a.chunks == (a.steps + 1) // 2 and len(a.joint_positions) == a.steps + 1
+        # The same actions executed, to the last bit of every joint angle at every tick.
+        assert a.joint_times_s == b.joint_times_s
+        assert a.joint_positions == b.joint_positions
+    assert 'lockstep' in (tmp_path / 'sim_node.log').read_text(encoding='utf-8')
+
+
+def test_in_process_runner_agrees_with_the_lockstep_dds_loop(lockstep_run):
+    checkpoint, dds = lockstep_run
+    policy = SpatialVLAPolicy.from_pretrained(checkpoint)
+    local = run_in_process(policy, LOCKSTEP.tasks, LOCKSTEP.seeds(), LOCKSTEP)
+    assert _outcomes(local) == _outcomes(dds)
+    for a, b in zip(local, dds):
+        # Same observation -> same chunk -> same executed actions: the joint states of every
+        # tick (the DDS loop also records the state after the last one).
+        np.testing.assert_allclose(np.array(a.joint_positions),
+                                   np.array(b.joint_positions[:len(a.joint_positions)]),
+                                   rtol=0, atol=1e-9)

@@ -27,6 +27,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo
 from sensor_msgs.msg import Image
 from sensor_msgs.msg import JointState
@@ -267,3 +268,48 @@ def test_expert_mode_matches_offline_episode(spawn, probe):
                                np.array([q for _, q in offline]), atol=1e-9)
     js_stamps = {_stamp(m) for m in got[topics.joint_states]}
     assert {s for s, _ in live} <= js_stamps
+
+
+def test_lockstep_waits_for_the_answer_of_each_observation(spawn, probe):
+    """Time moves only on the trajectory of the current observation; silence is an error."""
+    proc = spawn(['-m', NODE, '--ros-args', '-p', 'task:=reach', '-p', 'seed:=2',
+                  '-p', 'lockstep:=true', '-p', 'execute_steps:=3', '-p', 'max_steps:=20',
+                  '-p', 'lockstep_timeout_s:=2.0', '-p', 'lockstep_peer:=/sim_node_probe',
+                  '-p', 'image_width:=32', '-p', 'image_height:=32', '-p', "cloud_topic:=''",
+                  '-p', 'autostart:=false'])
+    probe.proc = proc
+    topics, got = probe.topics, probe.received
+    got['/clock'] = []
+    probe.node.create_subscription(Clock, '/clock', got['/clock'].append,
+                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+    probe.spin_until(lambda: all(probe.node.count_publishers(t) for t in
+                                 (topics.color, topics.outcome, topics.joint_states)), 60,
+                     'sim_node publishers')
+    probe.spin_for(0.5)
+    res = probe.call(Trigger, '/sim_node/reset', Trigger.Request())
+    t0 = json.loads(res.message)['stamp_ns']
+    probe.spin_until(lambda: got[topics.joint_states], 20, 'the joint state of the reset')
+    probe.spin_for(0.5)
+    assert not got[topics.color]                      # no frame asks for an answer yet
+    assert probe.call(Trigger, '/sim_node/start', Trigger.Request()).success
+    probe.spin_until(lambda: got[topics.color], 20, 'the first observation')
+    assert _stamp(got[topics.color][0]) == t0
+    # Unanswered, or answered for another observation: the simulated time stands still.
+    q0 = _positions(got[topics.joint_states][-1])
+    probe.command.publish(_trajectory(t0 - NS, [0.1], [q0]))
+    probe.spin_for(0.8)
+    assert {_stamp(m) for m in got[topics.joint_states]} == {t0} and not got[topics.outcome]
+    # The answer: three ticks of it, then the next observation, 0.3 s later.
+    probe.command.publish(_trajectory(t0, [0.1 * k for k in range(1, 11)], [q0] * 10))
+    probe.spin_until(lambda: len(got[topics.color]) >= 2, 20, 'the second observation')
+    t1 = t0 + 3 * NS // 10
+    assert _stamp(got[topics.color][1]) == t1
+    assert sorted({_stamp(m) for m in got[topics.joint_states]}) == \
+        [t0 + k * NS // 10 for k in range(4)]
+    assert max(stamp_to_ns(c.clock) for c in got['/clock']) == t1
+    # No answer within lockstep_timeout_s: the episode ends with an error, not a skip.
+    probe.spin_until(lambda: got[topics.outcome], 30, 'the outcome after the timeout')
+    outcome = json.loads(got[topics.outcome][0].data)
+    assert (outcome['success'], outcome['steps']) == (False, 3)
+    assert 'no trajectory' in outcome['error'] and 'within 2 s' in outcome['error']
+    assert len(got[topics.color]) == 2 and proc.poll() is None

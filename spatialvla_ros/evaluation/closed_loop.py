@@ -23,6 +23,12 @@ Held-out seeds: demonstrations are generated with seeds 0, 1, 2, ... (`generate_
 --seed-start 0`), so closed-loop episodes use seeds from HELD_OUT_SEED_START = 1,000,000 on
 (episode i of every task: seed 1,000,000 + i). A seed fixes the object layout, the target and
 the instruction (`sim.tasks.sample_episode`), so these scenes never appear in training.
+
+Lockstep (`ClosedLoopOptions.lockstep`): the simulator advances its time only when the policy
+has answered the current observation (`nodes.sim_node`), publishes it on /clock, and the policy
+node runs on that time (`use_sim_time`). Each chunk then sees exactly the observation the
+in-process runner gives it, and with a fixed policy seed the same noise, so a checkpoint and a
+seed list give the same outcomes on every run, under any CPU load, in both runners.
 """
 
 from dataclasses import dataclass
@@ -51,6 +57,7 @@ class ClosedLoopOptions:
     execute_steps: int = 0               # actions executed per chunk before the next one
     #                                      (0: a new chunk for every camera frame)
     policy_seed: int = 0                 # noise seed of the policy (-1: fresh noise)
+    lockstep: bool = False               # simulated time waits for the policy (reproducible)
     sim_node: str = '/sim_node'
     policy_node: str = '/policy_node'
     outcome_topic: str = '/spatialvla/episode_outcome'
@@ -87,10 +94,19 @@ def time_to_success_s(success, steps, rate_hz):
     return steps / rate_hz if success else float('nan')
 
 
+# The policy node's input watchdog, result age and future-stamp checks guard a live robot
+# against stale or delayed data. In lockstep nothing is stale: the simulator waits, so these
+# checks could only turn CPU load into dropped chunks; they are opened to their maximum.
+LOCKSTEP_POLICY_PARAMETERS = {'use_sim_time': True, 'input_timeout_s': 3600.0,
+                              'max_observation_age_s': 3600.0, 'future_tolerance_s': 3600.0}
+
+
 def policy_overrides(options, dt=0.1):
     """Return the policy node parameters of a closed-loop run."""
     params = {'seed': int(options.policy_seed)}
-    if options.execute_steps > 0:
+    if options.lockstep:
+        params.update(LOCKSTEP_POLICY_PARAMETERS)   # the simulator paces the chunks
+    elif options.execute_steps > 0:
         params['max_rate_hz'] = 1.0 / (options.execute_steps * dt)
     return params
 
@@ -101,7 +117,8 @@ def sim_parameters(options):
             'max_steps': int(options.max_steps), 'rate_hz': float(options.rate_hz),
             'camera_rate_hz': float(options.rate_hz), 'image_width': int(options.image_size),
             'image_height': int(options.image_size), 'camera_fov_deg': float(options.fov_deg),
-            'cloud_topic': ''}
+            'cloud_topic': '', 'lockstep': bool(options.lockstep),
+            'execute_steps': int(options.execute_steps), 'lockstep_peer': options.policy_node}
 
 
 def summarize(results, tasks):
@@ -167,5 +184,6 @@ def recipe_camera(checkpoint_dir):
 
 
 __all__ = ['ClosedLoopOptions', 'DEFAULT_FOV_DEG', 'DEFAULT_IMAGE_SIZE', 'EpisodeResult',
-           'HELD_OUT_SEED_START', 'checkpoint_recipe', 'policy_overrides', 'recipe_camera',
-           'sim_parameters', 'summarize', 'time_to_success_s', 'wilson_interval']
+           'HELD_OUT_SEED_START', 'LOCKSTEP_POLICY_PARAMETERS', 'checkpoint_recipe',
+           'policy_overrides', 'recipe_camera', 'sim_parameters', 'summarize',
+           'time_to_success_s', 'wilson_interval']

@@ -25,6 +25,13 @@ the previous one, and a new chunk is asked for every `execute_steps` ticks (0: e
 Episodes end, succeed and are timed by the simulator's own rules, and results are the DDS
 loop's `EpisodeResult`s, so `summarize` and the reports take either. The DDS loop stays the
 reference for what a robot sees (latency, dropped frames).
+
+It is the DDS loop in lockstep (`ClosedLoopOptions.lockstep`) without the transport: the same
+episode start, the same observation per chunk, the same noise seed per chunk
+(`options.policy_seed`, as the policy node's `seed` parameter) and the same trajectory
+execution, so both give the same outcomes on the same seeds (test_closed_loop.py checks the
+joint angles of every tick). Load the policy as the node does (`nodes.policy_runtime.
+load_policy`, same torch threads) for the chunks to agree to the last bit.
 """
 
 import time

@@ -19,7 +19,10 @@ For every episode the client deactivates the policy node, sets the simulator's `
 `seed` / `max_steps` parameters, calls its ~/reset service (the new instruction is latched on
 /spatialvla/instruction), activates the policy and waits for /spatialvla/episode_outcome. It
 records success, time to success (simulated ticks x control period) and the policy's chunk
-latencies (`evaluation.closed_loop.EpisodeResult`).
+latencies (`evaluation.closed_loop.EpisodeResult`). In lockstep (`options.lockstep`) the
+simulator waits for the policy, so the client starts each episode with the simulator's ~/start
+once the policy is active; an episode the simulator had to cut short (no answer, a trajectory
+it could not execute) raises a LockstepError with the node's reason and the policy's log.
 
 Lifecycle requests go by the node's actual state (`nodes.lifecycle_client`), so a slow node
 delays a run instead of ending it. The client runs in its own rclpy context with the ROS domain
@@ -53,6 +56,11 @@ from std_srvs.srv import Trigger
 
 NS = NS_PER_S
 AUTOSTART_PATIENCE_S = 15.0   # a stable state this long means autostart is not coming
+LOCKSTEP_ANSWER_S = 60.0      # the simulator's lockstep_timeout_s default, per chunk
+
+
+class LockstepError(RuntimeError):
+    """The simulator ended a lockstep episode because the policy did not answer properly."""
 
 
 class ClosedLoopClient:
@@ -77,6 +85,7 @@ class ClosedLoopClient:
         self._reset = node.create_client(Trigger, f'{options.sim_node}/reset')
         self._set_params = node.create_client(SetParameters,
                                               f'{options.sim_node}/set_parameters')
+        self._start = node.create_client(Trigger, f'{options.sim_node}/start')
         self.policy = LifecycleClient(node, options.policy_node)
         self._thread.start()
 
@@ -107,7 +116,7 @@ class ClosedLoopClient:
 
     def _on_joints(self, msg):
         with self._lock:
-            self._joints.append((stamp_to_ns(msg.header.stamp) / NS, list(msg.position)))
+            self._joints.append((stamp_to_ns(msg.header.stamp), list(msg.position)))
 
     # ------------------------------------------------------------------ services
     def policy_state(self, timeout_s=10.0):
@@ -121,7 +130,8 @@ class ClosedLoopClient:
     def wait_ready(self, processes=()):
         """Block until the simulator's services exist and the policy node is active."""
         timeout = self.options.startup_timeout_s
-        clients = (self._reset, self._set_params) + self.policy.clients
+        clients = (self._reset, self._set_params) + self.policy.clients \
+            + ((self._start,) if self.options.lockstep else ())
         deadline = time.monotonic() + timeout
         while not all(c.service_is_ready() for c in clients):
             if time.monotonic() > deadline:
@@ -153,16 +163,25 @@ class ClosedLoopClient:
         opts = self.options
         self.ensure_policy_state('inactive', processes=processes)
         self._set_sim(task=task, seed=int(seed), max_steps=int(opts.max_steps))
+        with self._lock:
+            self._joints = []
         answer = call(self._reset, Trigger.Request())
         if not answer.success:
             raise RuntimeError(f'{opts.sim_node}/reset failed: {answer.message}')
-        instruction = json.loads(answer.message).get('instruction', '')
+        episode = json.loads(answer.message)
+        instruction, t0 = episode.get('instruction', ''), int(episode.get('stamp_ns', 0))
         start = time.monotonic()
         with self._lock:
-            self._chunks, self._joints = [], []
+            self._chunks = []
         self.ensure_policy_state('active', processes=processes)
         limit = opts.max_steps if opts.max_steps > 0 else MAX_STEPS[task]
         timeout = limit / opts.rate_hz * 4 + 60.0
+        if opts.lockstep:
+            answer = call(self._start, Trigger.Request())
+            if not answer.success:
+                raise RuntimeError(f'{opts.sim_node}/start failed: {answer.message}')
+            # The simulator bounds every answer (lockstep_timeout_s) and then ends the episode.
+            timeout = limit * LOCKSTEP_ANSWER_S + 60.0
         outcome = None
         while outcome is None:
             with self._lock:
@@ -176,14 +195,18 @@ class ClosedLoopClient:
                     proc.check()
                 time.sleep(0.02)
         wall = time.monotonic() - start
+        if outcome.get('error'):
+            raise LockstepError(f'{task} seed {seed}: {outcome["error"]}' + ''.join(
+                f'\n{p.log_tail()}' for p in processes if 'policy' in p.name))
         with self._lock:
             chunks = [lat for t, lat in self._chunks if t >= start]
-            joints = list(self._joints)
+            joints = sorted(dict(self._joints).items())   # one per stamp, in time order
         success = bool(outcome.get('success'))
         steps = int(outcome.get('steps', 0))
-        # Joint states of the episode itself (the simulator keeps publishing after the end).
-        t0 = joints[0][0] if joints else 0.0
-        joints = [(t - t0, q) for t, q in joints if t - t0 <= steps / opts.rate_hz + 1e-6]
+        # Joint states of the episode itself, from its first tick (stamped as the reset says)
+        # to its last (the real-time simulator keeps publishing after the end).
+        end = t0 + int(round(steps * NS / opts.rate_hz))
+        joints = [((t - t0) / NS, q) for t, q in joints if t0 <= t <= end]
         return EpisodeResult(
             task=task, seed=int(seed), instruction=instruction, success=success, steps=steps,
             time_to_success_s=time_to_success_s(success, steps, opts.rate_hz), wall_s=wall,
@@ -205,4 +228,4 @@ class ClosedLoopClient:
         return results
 
 
-__all__ = ['ClosedLoopClient']
+__all__ = ['ClosedLoopClient', 'LockstepError']

@@ -17,16 +17,30 @@
 It acts as an RGB-D camera driver plus a joint trajectory controller.
 Thin by design: the episode logic lives in spatialvla_ros.sim.rollout and every message is the
 CDR payload that the offline demo generator writes into its bags (published as raw bytes), so
-live topics and recorded bags cannot drift apart.
+live topics and recorded bags cannot drift apart. It publishes its simulated time on /clock
+(rosgraph_msgs/Clock), the ROS convention for nodes that run with `use_sim_time: true`.
+
+Two ways to run time:
+- real time (default): a wall-clock timer ticks the physics at rate_hz whether or not the
+  policy keeps up, which is what a robot sees (latency matters);
+- lockstep (`lockstep: true`, for reproducible evaluation): simulated time advances only when
+  the policy has answered. After ~/reset and ~/start the node publishes the observation of the
+  current tick, waits for the trajectory stamped with that observation, executes
+  `execute_steps` ticks of it, then publishes the next observation. An answer that does not
+  come within `lockstep_timeout_s` (wall clock), or a trajectory that cannot be executed, ends
+  the episode with an outcome that carries the error: never a silent skip.
 """
 
 import json
 import sys
+import time
 
+from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import FloatingPointRange
 from rcl_interfaces.msg import IntegerRange
 from rcl_interfaces.msg import ParameterDescriptor
 from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.srv import GetParameters
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -34,7 +48,9 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
 from spatialvla_ros.core_types import NS_PER_S
+from spatialvla_ros.core_types import ns_to_stamp
 from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.perception.messages import rclpy_class
 from spatialvla_ros.sim import messages as sim_msgs
@@ -45,6 +61,7 @@ from spatialvla_ros.sim.constants import TASKS
 from spatialvla_ros.sim.expert import PandaIK
 from spatialvla_ros.sim.panda_env import PandaEnv
 from spatialvla_ros.sim.rollout import SimEpisode
+from spatialvla_ros.sim.rollout import T0_NS
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -77,7 +94,18 @@ PARAMETERS = {
     'renderer': ('tiny', "'tiny' (TinyRenderer) or 'egl' (EGL plugin; falls back to tiny when "
                          'it cannot be loaded)', True),
     'max_lag_s': (0.5, 'if simulated time falls this far behind the node clock, it jumps '
-                       'forward (stamps stay monotonic)', True),
+                       'forward (stamps stay monotonic; real-time mode)', True),
+    'lockstep': (False, 'simulated time advances only when the policy has answered the current '
+                        'observation (start each episode with ~/start); false: real time',
+                 True),
+    'execute_steps': (0, 'lockstep: control ticks executed per trajectory before the next '
+                         'observation (0: 1, a new trajectory every tick)', False),
+    'lockstep_timeout_s': (60.0, 'lockstep: wall-clock wait for the trajectory of an '
+                                 'observation; longer ends the episode with an error', False),
+    'lockstep_peer': ('/policy_node', 'lockstep: the node that answers observations; before '
+                                      'each camera frame its parameter service is called, so it '
+                                      'has taken the clock, joint state and instruction first',
+                      True),
     'color_topic': (_TOPICS.color, 'sensor_msgs/Image rgb8', True),
     'depth_topic': (_TOPICS.depth, 'sensor_msgs/Image 32FC1 metric depth aligned to colour',
                     True),
@@ -101,8 +129,10 @@ PyBullet Franka Panda simulator behind ROS 2 topics (RGB-D camera, joint states,
 execution) with seeded language-conditioned task episodes.
 
 Services: ~/reset (std_srvs/Trigger): new episode with the current `task` and `seed`
-          parameters; ~/success (std_srvs/Trigger): success of the running episode (message:
+          parameters; ~/start (std_srvs/Trigger, lockstep only): publish the episode's first
+          observation; ~/success (std_srvs/Trigger): success of the running episode (message:
           JSON outcome).
+Topics: /clock (rosgraph_msgs/Clock) carries the simulated time.
 
 Parameters:
 """ + '\n'.join(f'  {name} (default {default!r}): {text}'
@@ -149,20 +179,31 @@ class SimNode(Node):
         for topic, msgtype, qos in sim_msgs.topic_table(self.topics):
             self._pubs[topic] = self.create_publisher(
                 rclpy_class(msgtype), topic, latched if qos == sim_msgs.LATCHED else stream)
+        # Best effort, depth 1: the QoS of the /clock subscription rclpy makes for use_sim_time.
+        self._clock_pub = self.create_publisher(
+            Clock, '/clock', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
         self.create_subscription(JointTrajectory, self.topics.command, self._on_command, 10)
         self.create_service(Trigger, '~/reset', self._on_reset)
+        self.create_service(Trigger, '~/start', self._on_start)
         self.create_service(Trigger, '~/success', self._on_success)
         self.add_on_set_parameters_callback(self._check_params)
         self.episode = None
         self._tick = 0
+        self._lockstep = get('lockstep')
+        self._awaiting = None          # lockstep: (episode, stamp) of the unanswered observation
+        self._awaiting_since = 0.0
+        self._peer = self.create_client(GetParameters, f"{get('lockstep_peer')}/get_parameters")
         if get('autostart'):
             self._reset()
-        self.create_timer(1.0 / rate, self._on_timer)
+        if self._lockstep:
+            self.create_timer(0.1, self._check_answer)
+        else:
+            self.create_timer(1.0 / rate, self._on_timer)
         self.get_logger().info(
             f'sim_node: {spec.width}x{spec.height} camera ({self.env.camera.backend}), '
-            f'{rate} Hz' + ('' if self.episode is None else
-                            f', task {self.episode.task.name!r}: '
-                            f'"{self.episode.task.instruction}"'))
+            f'{rate} Hz, ' + ('lockstep' if self._lockstep else 'real time')
+            + ('' if self.episode is None else f', task {self.episode.task.name!r}: '
+                                               f'"{self.episode.task.instruction}"'))
 
     # --- parameters --------------------------------------------------------------------------
     def _declare(self):
@@ -189,18 +230,110 @@ class SimNode(Node):
     def _reset(self):
         if self.episode is not None:
             self.episode.close()
-        now = self.get_clock().now().nanoseconds
+            # Lockstep time is the simulator's own: it starts at the recorded episodes' T0 and
+            # only moves forward, so /clock never jumps back between episodes.
+            start = self.env.time_ns + NS_PER_S
+        else:
+            start = T0_NS
+        if not self._lockstep:
+            start = max(self.get_clock().now().nanoseconds, 1)
+        self._awaiting = None
         self.episode = SimEpisode(self.env, self._param('task'), self._param('seed'),
-                                  max(now, 1), self._rate, self.topics,
+                                  start, self._rate, self.topics,
                                   expert=self._param('expert'), ik=self.ik,
                                   max_steps=self._param('max_steps'))
         self._tick = 0
         self._publish(self.episode.start_messages())
-        self._publish(self.episode.observe(camera=True))
+        self._publish_clock()
+        # Lockstep: only the joint state now; the camera frame that asks for an answer waits
+        # for ~/start, once the policy is listening.
+        self._publish(self.episode.observe(camera=not self._lockstep))
 
     def _publish(self, messages):
         for message in messages:
             self._pubs[message.topic].publish(message.serialize())
+
+    def _publish_clock(self):
+        self._clock_pub.publish(Clock(clock=Time(**ns_to_stamp(self.env.time_ns)._asdict())))
+
+    def _end(self, ep, error=''):
+        self._awaiting = None
+        self._publish([ep.outcome_message(error)])
+        if error:
+            ep.done = True
+            self.get_logger().error(f'episode ended with an error: {error}')
+        else:
+            self.get_logger().info(f'episode ended: success={ep.success} steps={ep.steps}')
+
+    # --- lockstep ----------------------------------------------------------------------------
+    def _on_start(self, request, response):
+        ep = self.episode
+        if not self._lockstep:
+            response.success, response.message = False, 'real-time mode: episodes run from ' \
+                '~/reset on (~/start is for lockstep: true)'
+        elif self._param('expert'):
+            response.success, response.message = False, 'expert=true: lockstep runs the ' \
+                f'trajectories of {self.topics.command}, not the expert'
+        elif ep is None or ep.done or ep.steps or self._awaiting is not None:
+            response.success, response.message = False, 'no fresh episode: call ~/reset first'
+        else:
+            self._observe()
+            response.success, response.message = True, json.dumps(
+                {'task': ep.task.name, 'seed': ep.seed, 'stamp_ns': ep.env.time_ns})
+        return response
+
+    def _observe(self):
+        """Publish the camera frame of the current tick once the peer has taken the rest."""
+        ep = self.episode
+        stamp = ep.env.time_ns
+        self._awaiting, self._awaiting_since = (ep, stamp), time.monotonic()
+        messages = ep.observe(camera=True)
+        frame = [m for m in messages if m.topic != self.topics.joint_states]
+        # The joint state of the tick goes first (again at an episode's first tick: the policy
+        # was activated after the reset and counts inputs from its activation on).
+        self._publish([m for m in messages if m.topic == self.topics.joint_states])
+        # The policy reads the joint state and the clock when a camera set completes, and its
+        # executor takes ready subscriptions in creation order (cameras first): sent together,
+        # the frame could meet the previous state. So the frame waits for a service round trip
+        # to the peer. Its request travels after this tick's messages on the same transport,
+        # and the peer's executor handles ready subscriptions before services, so the answer
+        # comes once the peer has taken them: the same observation meets the same state under
+        # any CPU load. (Waiting for DDS acknowledgements instead costs up to a heartbeat
+        # period, 3 s in Fast DDS, per observation.)
+        if not self._peer.wait_for_service(timeout_sec=10.0):
+            self._end(ep, f'lockstep: {self._peer.srv_name} not available (lockstep_peer '
+                          'must name the node that answers the observations)')
+            return
+        future = self._peer.call_async(GetParameters.Request())
+        future.add_done_callback(lambda _: self._send_frame(ep, stamp, frame))
+
+    def _send_frame(self, ep, stamp, frame):
+        if self._awaiting == (ep, stamp):
+            self._publish(frame)
+
+    def _check_answer(self):
+        if self._awaiting is None:
+            return
+        ep, stamp = self._awaiting
+        timeout = self._param('lockstep_timeout_s')
+        if time.monotonic() - self._awaiting_since > timeout:
+            self._end(ep, f'lockstep: no trajectory on {self.topics.command} for the '
+                          f'observation stamped {stamp / NS_PER_S:.3f} s within {timeout:g} s '
+                          f'(the policy rejected it, refused the action or is stuck: see its '
+                          'log)')
+
+    def _execute(self, ep):
+        """Lockstep: run the answered trajectory for execute_steps ticks, then observe again."""
+        ticks = max(self._param('execute_steps'), 1)
+        for tick in range(ticks):
+            ended = ep.advance()
+            self._publish_clock()
+            if ended or tick < ticks - 1:            # else _observe publishes it
+                self._publish(ep.observe(camera=False))
+            if ended:
+                self._end(ep)
+                return
+        self._observe()
 
     def _on_timer(self):
         ep, env = self.episode, self.env
@@ -211,8 +344,7 @@ class SimNode(Node):
         ended = ep.advance()
         self._tick += 1
         if ended:
-            self._publish([ep.outcome_message()])
-            self.get_logger().info(f'episode ended: success={ep.success} steps={ep.steps}')
+            self._end(ep)
             if self._param('auto_reset'):
                 self.set_parameters([Parameter('seed', value=ep.seed + 1)])
                 self._reset()
@@ -222,6 +354,7 @@ class SimNode(Node):
             self.get_logger().warning(f'simulation {lag / NS_PER_S:.2f} s behind the clock; '
                                       'skipping ahead', throttle_duration_sec=5.0)
             env.skip_time(lag)
+        self._publish_clock()
         self._publish(ep.observe(camera=self._tick % self._camera_every == 0))
 
     def _on_command(self, msg):
@@ -234,6 +367,14 @@ class SimNode(Node):
             self.get_logger().warning(f'{self.topics.command}: ignored while expert=true',
                                       throttle_duration_sec=5.0)
             return
+        stamp = stamp_to_ns(msg.header.stamp)
+        if self._lockstep and self._awaiting != (ep, stamp):
+            self.get_logger().warning(
+                f'{self.topics.command}: ignored a trajectory stamped {stamp / NS_PER_S:.3f} s: '
+                'lockstep waits for the one of its current observation'
+                + ('' if self._awaiting is None else
+                   f' ({self._awaiting[1] / NS_PER_S:.3f} s)'), throttle_duration_sec=5.0)
+            return
         try:
             if not msg.points:
                 raise ValueError('points: got an empty trajectory, expected at least one point')
@@ -243,15 +384,20 @@ class SimNode(Node):
                                  'joint_names entry) in every point')
             offsets = [stamp_to_ns(pt.time_from_start) for pt in msg.points]
             positions = [list(pt.positions) for pt in msg.points]
-            stamp = stamp_to_ns(msg.header.stamp)
             dropped = ep.apply_trajectory(msg.joint_names, stamp, offsets, positions)
         except ValueError as exc:
-            self.get_logger().error(f'{self.topics.command}: trajectory rejected: {exc}',
-                                    throttle_duration_sec=1.0)
+            if self._lockstep:
+                self._end(ep, f'lockstep: {self.topics.command}: trajectory rejected: {exc}')
+            else:
+                self.get_logger().error(f'{self.topics.command}: trajectory rejected: {exc}',
+                                        throttle_duration_sec=1.0)
             return
         if dropped:
             self.get_logger().warning(f'{self.topics.command}: {dropped} point(s) already in '
                                       'the past were skipped', throttle_duration_sec=5.0)
+        if self._lockstep:
+            self._awaiting = None
+            self._execute(ep)
 
     def _on_reset(self, request, response):
         try:
@@ -262,7 +408,8 @@ class SimNode(Node):
         task = self.episode.task
         response.success = True
         response.message = json.dumps({'task': task.name, 'seed': self.episode.seed,
-                                       'instruction': task.instruction})
+                                       'instruction': task.instruction,
+                                       'stamp_ns': self.env.time_ns})
         return response
 
     def _on_success(self, request, response):

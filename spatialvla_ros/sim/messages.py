@@ -103,9 +103,13 @@ def string_message(topic, text, qos=STREAM):
     return Message(topic, STRING, _make(STRING, {'data': text}), qos)
 
 
-def outcome_message(topics, task, seed, success, steps):
-    text = json.dumps({'task': task.name, 'seed': int(seed), 'success': bool(success),
-                       'steps': int(steps), 'instruction': task.instruction})
+def outcome_message(topics, task, seed, success, steps, error=''):
+    """Episode outcome as JSON; `error` (when not '') says why the episode was cut short."""
+    values = {'task': task.name, 'seed': int(seed), 'success': bool(success),
+              'steps': int(steps), 'instruction': task.instruction}
+    if error:
+        values['error'] = str(error)
+    text = json.dumps(values)
     return string_message(topics.outcome, text)
 
 

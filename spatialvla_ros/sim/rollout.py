@@ -86,9 +86,9 @@ class SimEpisode:
         out.append(sim_msgs.joint_state_message(self.topics, stamp, STATE_NAMES, pos, vel, eff))
         return out
 
-    def outcome_message(self):
+    def outcome_message(self, error=''):
         return sim_msgs.outcome_message(self.topics, self.task, self.seed, self.success,
-                                        self.steps)
+                                        self.steps, error)
 
     # --- commands ----------------------------------------------------------------------------
     def expert_command(self):

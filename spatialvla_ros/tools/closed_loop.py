@@ -16,6 +16,7 @@
 """spatialvla_closed_loop: simulator node + policy node as separate processes over DDS.
 
     spatialvla_closed_loop --checkpoint checkpoints/default --tasks reach --episodes 30
+    spatialvla_closed_loop --checkpoint checkpoints/default --episodes 30 --lockstep
     spatialvla_closed_loop --checkpoint checkpoints/default --episodes 100 --in-process
 
 Starts both nodes in a ROS domain of their own (`processes.isolated_domain`), runs N seeded
@@ -24,6 +25,12 @@ the nodes and writes report.md, summary.json (successes per task with 95% interv
 episodes.csv and closed_loop.png into --out-dir. With --in-process the same episodes run in
 this process instead (`evaluation.in_process.run`: no DDS, no timing), for fast sweeps; the DDS
 loop stays the reference for what a robot sees.
+
+By default the simulator runs in real time, so latency and CPU load show in the outcomes. With
+--lockstep simulated time waits for every answer of the policy (/clock, use_sim_time): the same
+checkpoint and seeds give the same outcomes on every run, and the same as --in-process, which
+loads the policy as the node does (`nodes.policy_runtime.load_policy`, the node's torch threads)
+and uses the same noise seed per chunk.
 
 The closed-loop flags are defined once (`tools.flags.add_closed_loop_arguments`) and mean the
 same in spatialvla_demo and spatialvla_compare: 0 or '' means "what the checkpoint's
@@ -40,11 +47,16 @@ from spatialvla_ros.evaluation.closed_loop import policy_overrides
 from spatialvla_ros.evaluation.closed_loop import sim_parameters
 from spatialvla_ros.evaluation.closed_loop import summarize
 from spatialvla_ros.nodes.closed_loop_client import ClosedLoopClient
+from spatialvla_ros.nodes.closed_loop_client import LockstepError
+from spatialvla_ros.nodes.lifecycle_client import LifecycleError
+from spatialvla_ros.nodes.policy_runtime import load_policy
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.tools.flags import add_closed_loop_arguments
 from spatialvla_ros.tools.flags import options_from_args
+from spatialvla_ros.tools.processes import default_policy_parameters
 from spatialvla_ros.tools.processes import domain_of
 from spatialvla_ros.tools.processes import isolated_domain
+from spatialvla_ros.tools.processes import ProcessError
 from spatialvla_ros.tools.processes import start_policy
 from spatialvla_ros.tools.processes import start_sim
 
@@ -66,7 +78,8 @@ def run_closed_loop(checkpoint_dir, options, out_dir, env=None, progress=None, o
         else isolated_domain(env)
     with domain as env:
         status(f'starting the simulator and the policy node (separate processes, ROS domain '
-               f'{env.get("ROS_DOMAIN_ID", "0")})')
+               f'{env.get("ROS_DOMAIN_ID", "0")}, '
+               f'{"lockstep" if options.lockstep else "real time"})')
         sim_context = contextlib.nullcontext(sim) if sim is not None else start_sim(
             os.path.join(out_dir, 'sim_node.log'), sim_parameters(options), env)
         with sim_context as sim_proc, \
@@ -102,13 +115,16 @@ def build_parser():
 
 
 def _run_in_process(checkpoint_dir, options):
-    # Deferred: the in-process runner and the policy import torch (2-3 s, hundreds of MiB),
-    # which the DDS loop leaves to the policy node's own process; the demo imports this module
-    # and should start its nodes without paying for torch here.
+    # Deferred: the in-process runner imports torch (2-3 s, hundreds of MiB), which the DDS
+    # loop leaves to the policy node's own process; the demo imports this module and should
+    # start its nodes without paying for torch here.
     from spatialvla_ros.evaluation.in_process import run as run_in_process
-    from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
 
-    policy = SpatialVLAPolicy.from_pretrained(checkpoint_dir)
+    # Loaded as the policy node loads it (device, dtype, denoising steps, torch threads), so
+    # the chunks are the node's to the last bit.
+    node = default_policy_parameters()
+    policy, _, _ = load_policy(checkpoint_dir, node['device'], node['dtype'],
+                               node['num_steps'], '', node['num_threads'])
     return run_in_process(policy, options.tasks, options.seeds(), options,
                           progress=print_progress)
 
@@ -128,9 +144,15 @@ def main(args=None):
         results = _run_in_process(ns.checkpoint, options)
         loop = 'simulator and policy in one process (no DDS, no latency)'
     else:
-        results = run_closed_loop(ns.checkpoint, options, ns.out_dir, progress=print_progress,
-                                  on_status=lambda s: print(s, flush=True))
-        loop = report.DDS_LOOP
+        try:
+            results = run_closed_loop(ns.checkpoint, options, ns.out_dir,
+                                      progress=print_progress,
+                                      on_status=lambda s: print(s, flush=True))
+        except (LockstepError, LifecycleError, ProcessError, TimeoutError) as exc:
+            print(f'spatialvla_closed_loop: error: {exc}', file=sys.stderr)
+            return 1
+        loop = report.DDS_LOOP + (' in lockstep (simulated time waits for the policy)'
+                                  if options.lockstep else ' in real time')
     path = report.write_closed_loop_report(results, options, ns.out_dir,
                                            notes=[f'checkpoint: `{ns.checkpoint}`'], loop=loop)
     for task, row in summarize(results, options.tasks).items():

@@ -73,7 +73,8 @@ def build_parser():
                     'episodes of each task; print success and latency.')
     parser.add_argument('--checkpoint', default=DEFAULT_CHECKPOINT,
                         help='policy checkpoint (default: the shipped %(default)s)')
-    return add_closed_loop_arguments(parser, episodes=1,
+    # Lockstep by default: the demo shows the same episodes on every run and machine.
+    return add_closed_loop_arguments(parser, episodes=1, lockstep=True,
                                      out_dir=os.path.join(REPO, 'outputs', 'demo'))
 
 

@@ -50,8 +50,11 @@ def _at_least(minimum):
 
 
 def add_closed_loop_arguments(parser, episodes=10, out_dir='closed_loop_report',
-                              min_episodes=1):
-    """Add the closed-loop flags, with one meaning in every command that runs the loop."""
+                              min_episodes=1, lockstep=False):
+    """Add the closed-loop flags, with one meaning in every command that runs the loop.
+
+    `episodes`, `out_dir`, `min_episodes` and `lockstep` are the command's defaults.
+    """
     group = parser.add_argument_group('closed loop')
     group.add_argument('--tasks', type=task_list, default=(),
                        help=f"comma list among {','.join(TASKS)} (default: the checkpoint's "
@@ -74,6 +77,12 @@ def add_closed_loop_arguments(parser, episodes=10, out_dir='closed_loop_report',
                             f'else {DEFAULT_FOV_DEG:g})')
     group.add_argument('--policy-seed', type=int, default=0,
                        help="noise seed of the policy's sampler (-1: fresh noise)")
+    group.add_argument('--lockstep', action=argparse.BooleanOptionalAction, default=lockstep,
+                       help='simulated time advances only when the policy has answered the '
+                            'current observation (/clock, use_sim_time): the same outcomes on '
+                            'every run and under any CPU load, and the same as --in-process; '
+                            '--no-lockstep: real time, to measure what latency does '
+                            '(default: %(default)s)')
     group.add_argument('--out-dir', default=out_dir,
                        help='report, plots and node logs (default: %(default)s)')
     return parser
@@ -87,7 +96,8 @@ def options_from_args(ns, checkpoint_dir=''):
         seed_start=ns.seed_start, max_steps=ns.max_steps,
         execute_steps=ns.execute_steps or recipe['execute_steps'],
         image_size=ns.image_size or recipe['image_size'],
-        fov_deg=ns.fov_deg or recipe['fov_deg'], policy_seed=ns.policy_seed)
+        fov_deg=ns.fov_deg or recipe['fov_deg'], policy_seed=ns.policy_seed,
+        lockstep=bool(ns.lockstep))
 
 
 __all__ = ['add_closed_loop_arguments', 'options_from_args', 'task_list']

@@ -68,11 +68,15 @@ class NodeProcess:
     def alive(self):
         return self.proc.poll() is None
 
+    def log_tail(self, lines=30):
+        """Return 'last lines of LOG:' and the end of the process's log."""
+        return f'last lines of {self.log_path}:\n{log_tail(self.log_path, lines)}'
+
     def check(self):
         """Raise ProcessError with the log tail if the process has exited."""
         if not self.alive():
-            raise ProcessError(f'{self.name} exited with code {self.proc.returncode}; last '
-                               f'lines of {self.log_path}:\n{log_tail(self.log_path)}')
+            raise ProcessError(f'{self.name} exited with code {self.proc.returncode}; '
+                               f'{self.log_tail()}')
 
     def stop(self, timeout_s=15.0):
         if self.alive():
