@@ -26,14 +26,13 @@ import sys
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import JointState
 from spatialvla_ros.nodes import policy_messages
 from spatialvla_ros.nodes import policy_parameters
 from spatialvla_ros.nodes import policy_runtime
+from spatialvla_ros.nodes.spin import spin_node
 from spatialvla_ros.perception.observation_builder import key_topics
 from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
@@ -217,20 +216,7 @@ def main(args=None):
     if policy_parameters.help_requested(argv):
         print(policy_parameters.USAGE + policy_parameters.describe_parameters())
         return 0
-    rclpy.init(args=[sys.argv[0]] + argv)
-    node = PolicyNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        try:
-            node.release()
-        except KeyboardInterrupt:  # a second Ctrl-C: skip the clean-up, still exit
-            pass
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(PolicyNode, [sys.argv[0]] + argv, release=PolicyNode.release)
 
 
 if __name__ == '__main__':

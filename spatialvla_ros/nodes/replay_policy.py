@@ -31,8 +31,6 @@ import sys
 import time
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
@@ -41,6 +39,7 @@ from spatialvla_ros.core_types import ns_to_stamp
 from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.data.bag_episodes import action_chunk
 from spatialvla_ros.data.bag_reader import BagFile
+from spatialvla_ros.nodes.spin import spin_node
 from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from trajectory_msgs.msg import JointTrajectory
@@ -143,18 +142,7 @@ def main(args=None):
     argv = sys.argv[1:] if args is None else list(args)
     ros_start = argv.index('--ros-args') if '--ros-args' in argv else len(argv)
     ns = build_parser().parse_args(argv[:ros_start])
-    rclpy.init(args=[sys.argv[0]] + argv[ros_start:])
-    node = None
-    try:
-        node = ReplayPolicyNode(ns)
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(lambda: ReplayPolicyNode(ns), [sys.argv[0]] + argv[ros_start:])
 
 
 if __name__ == '__main__':

@@ -41,8 +41,6 @@ from rcl_interfaces.msg import IntegerRange
 from rcl_interfaces.msg import ParameterDescriptor
 from rcl_interfaces.msg import SetParametersResult
 from rcl_interfaces.srv import GetParameters
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy
@@ -52,6 +50,7 @@ from rosgraph_msgs.msg import Clock
 from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.core_types import ns_to_stamp
 from spatialvla_ros.core_types import stamp_to_ns
+from spatialvla_ros.nodes.spin import spin_node
 from spatialvla_ros.perception.messages import rclpy_class
 from spatialvla_ros.sim import messages as sim_msgs
 from spatialvla_ros.sim.camera import CameraSpec
@@ -437,18 +436,7 @@ def main(args=None):
     if '-h' in user or '--help' in user:
         print(USAGE)
         return 0
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(SimNode, args)
 
 
 if __name__ == '__main__':

@@ -21,37 +21,20 @@ import time
 
 from checkpoint_utils import cached_checkpoint
 import numpy as np
+from policy_scene import CX
+from policy_scene import CY
+from policy_scene import FX
+from policy_scene import FY
+from policy_scene import H
+from policy_scene import INSTRUCTION
+from policy_scene import scene
+from policy_scene import W
+from policy_scene import wait_for
 import pytest
 from repo_paths import REPO_ROOT
 import yaml
 
 REPO = REPO_ROOT
-W, H = 64, 48
-FX = FY = 50.0
-CX, CY = 31.5, 23.5
-INSTRUCTION = 'pick up the red cube'
-
-
-def wait_for(predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
-def scene(i):
-    """Frame i: a red square moving over a gradient, 0.2 m in front of a 1 m wall."""
-    rgb = np.zeros((H, W, 3), np.uint8)
-    rgb[..., 1] = np.linspace(0, 200, W, dtype=np.uint8)[None, :]
-    rgb[..., 2] = np.linspace(0, 200, H, dtype=np.uint8)[:, None]
-    depth = np.full((H, W), 1.0, np.float32)
-    c = 8 + (2 * i) % (W - 24)
-    rgb[16:32, c:c + 16] = (220, 20, 20)
-    depth[16:32, c:c + 16] = 0.8
-    depth[0, 0] = np.nan  # one invalid pixel, as real drivers give
-    return rgb, depth
 
 
 def test_latest_wins_worker_runs_the_newest_job_and_counts_drops():
