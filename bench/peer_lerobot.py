@@ -187,26 +187,28 @@ class ProjectBench:
         act = self.config.action
         noise = torch.randn((1, act.chunk_size, act.action_dim),
                             generator=torch.Generator().manual_seed(1))
-        blocks = model._suffix_blocks
+        suffix_ar = model._suffix_ar
         t = torch.ones(1)
+        tokens = []
 
         def prefix():
             embeds, mask = model.embed_prefix(obs)
-            return model.backbone.encode_prefix(embeds, mask, blocks.shape[0])
+            tokens[:] = [embeds.shape[1]]
+            return model.backbone.encode_prefix(embeds, mask, suffix_ar)
 
         with torch.inference_mode():
             cache = prefix()
 
             def step():
                 suffix = model.suffix_embedding(noise, t, obs.state)
-                return model.action_head(model.backbone.decode_suffix(cache, suffix, blocks))
+                return model.action_head(model.backbone.decode_suffix(cache, suffix))
 
             def chunk():
                 return model.sample_actions(obs, noise=noise)
 
             return {'prefix_s': timed(prefix, repeats, warmup),
                     'step_s': timed(step, repeats, warmup),
-                    'chunk_s': timed(chunk, repeats, warmup), 'tokens': int(cache.prefix_len)}
+                    'chunk_s': timed(chunk, repeats, warmup), 'tokens': tokens[0]}
 
     def train(self, repeats, batch, warmup):
         torch = self.torch
