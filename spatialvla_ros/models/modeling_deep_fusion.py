@@ -79,7 +79,9 @@ def _joint_layer(layers, hiddens, cos, sin, mask, cache=None, layer_idx=None,
     present = [i for i, h in enumerate(hiddens) if h is not None]    # 0 prefix, 1 suffix
     qkv = [_project_qkv(layers[i].self_attn, layers[i].input_layernorm(hiddens[i]))
            for i in present]                                  # per stream (B, H|K, L_i, D)
-    q, k, v = (torch.cat(parts, dim=2) for parts in zip(*qkv))            # (B, H|K, L, D)
+    # One stream (prefill, decode): its own tensors; cat would copy them.
+    q, k, v = (torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+               for parts in zip(*qkv))                                 # (B, H|K, L, D)
     q, k = apply_rotary_pos_emb(q, k, cos, sin)
     if cache is not None:
         k, v = cache.update(k, v, layer_idx)                             # (B, K, L_keys, D)
