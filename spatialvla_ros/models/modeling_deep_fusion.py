@@ -58,15 +58,16 @@ def _project_qkv(attn, x):
     return q, k, v
 
 
-def _attention_by_matmul(q, k, v, mask, scale):
+def _attention_by_matmul(q, k, v, mask, scale, dropout=0.0):
     """
-    Masked attention as two batched matrix products and a float32 softmax (decode, CPU).
+    Masked attention as two batched matrix products and a float32 softmax (CPU).
 
-    On the CPU this is about twice as fast as SDPA's flash kernel for a denoising step's 2 + H
-    queries over the cached keys (bench/peer_lerobot.py shapes; slower than it for the
-    prefix's many queries): the query heads that share a K/V head are stacked along the rows,
-    so each product is one larger matrix product per K/V head, and the scale and the additive
-    mask are applied inside the first product (baddbmm). The softmax runs in float32 as in
+    At bench/peer_lerobot.py's shapes on the CPU, SDPA's flash kernel takes about twice as
+    long for a denoising step's 2 + H queries over the cached keys, and its backward makes a
+    training step about 1.1x slower; it is faster only for the prefill's many queries without
+    backward. Here the query heads that share a K/V head are stacked along the rows, so each
+    product is one larger matrix product per K/V head, and the scale and the additive mask are
+    applied inside the first product (baddbmm). The softmax runs in float32 as in
     transformers' eager attention.
 
     Inputs: q (B, H, L_q, D), k and v (B, K, L_k, D), mask (B, 1, L_q, L_k) additive.
@@ -79,6 +80,7 @@ def _attention_by_matmul(q, k, v, mask, scale):
     scores = torch.baddbmm(mask, q.reshape(*stacked, dim),
                            k.reshape(-1, keys, dim).transpose(1, 2), alpha=scale)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
+    probs = F.dropout(probs, p=dropout, training=dropout > 0.0)
     return torch.bmm(probs, v.reshape(-1, keys, dim)).view(b, heads, rows, dim)
 
 
@@ -117,8 +119,9 @@ def _joint_layer(layers, hiddens, cos, sin, mask, cache=None, layer_idx=None,
         q, mask = q[:, :, p:], mask[:, :, p:]                  # (B, H, S, D), (B, 1, S, N)
     assert mask.shape[-2:] == (q.shape[2], k.shape[2]), 'mask rows / columns = queries / keys'
     attn = layers[0].self_attn
-    if hiddens[0] is None and q.device.type == 'cpu':  # a denoising step (inference only)
-        out = _attention_by_matmul(q, k, v, mask, attn.scaling)         # (B, H, S, D)
+    # On the CPU SDPA's flash kernel wins only for the prefill's many queries without backward.
+    if q.device.type == 'cpu' and (hiddens[0] is None or torch.is_grad_enabled()):
+        out = _attention_by_matmul(q, k, v, mask, attn.scaling, dropout)  # (B, H, L_q, D)
     else:
         # GQA: each K/V head serves H / K query heads; SDPA reads the shared head in place
         # instead of copying it H / K times (repeat_kv), in the forward and in the backward.
