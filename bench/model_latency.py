@@ -147,15 +147,15 @@ def graph_chunk(model, obs, noise, num_steps):
 
     from spatialvla_ros.models import flow_matching
 
-    blocks = model._suffix_blocks
+    suffix_ar = model._suffix_ar
     static_noise = noise.clone()
     with torch.inference_mode():
         embeds, mask = model.embed_prefix(obs)
-        cache = model.backbone.encode_prefix(embeds, mask, blocks.shape[0])
+        cache = model.backbone.encode_prefix(embeds, mask, suffix_ar)
 
         def velocity(x_t, t):
             suffix = model.suffix_embedding(x_t, t, obs.state)
-            return model.action_head(model.backbone.decode_suffix(cache, suffix, blocks))
+            return model.action_head(model.backbone.decode_suffix(cache, suffix))
 
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -169,7 +169,7 @@ def graph_chunk(model, obs, noise, num_steps):
 
     def prefix():
         e, m = model.embed_prefix(obs)
-        fresh = model.backbone.encode_prefix(e, m, blocks.shape[0])
+        fresh = model.backbone.encode_prefix(e, m, suffix_ar)
         for dst, src in zip(cache.layers, fresh.layers):
             dst.keys.copy_(src.keys)
             dst.values.copy_(src.values)
@@ -195,7 +195,7 @@ def measure_variant(model, obs, noise, variant, repeats, bounds):
 
     device = model.device
     steps = model.config.flow.num_steps
-    blocks = model._suffix_blocks
+    suffix_ar = model._suffix_ar
     if device.type == 'cuda':
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -205,7 +205,7 @@ def measure_variant(model, obs, noise, variant, repeats, bounds):
     def prefix():
         with torch.inference_mode():
             e, m = model.embed_prefix(obs)
-            return model.backbone.encode_prefix(e, m, blocks.shape[0])
+            return model.backbone.encode_prefix(e, m, suffix_ar)
 
     cache = prefix()
     t = torch.ones(1, device=device)
@@ -213,7 +213,7 @@ def measure_variant(model, obs, noise, variant, repeats, bounds):
     def step():
         with torch.inference_mode():
             suffix = model.suffix_embedding(noise, t, obs.state)
-            model.backbone.decode_suffix(cache, suffix, blocks)
+            model.backbone.decode_suffix(cache, suffix)
 
     def eager_chunk():
         return model.sample_actions(obs, noise=noise)

@@ -31,6 +31,7 @@ median over rounds with the range (the first round also warms up). Ratios are pi
 project (> 1: this project is faster).
 
     python bench/peer_lerobot.py [--rounds 12] [--repeats 1] [--threads 1,2] [--compile]
+                                 [--clock wall|cpu]
 """
 
 import argparse
@@ -176,7 +177,7 @@ class ProjectBench:
     def dtype(self):
         return str(self.model.dtype)
 
-    def infer(self, repeats, warmup):
+    def infer(self, repeats, warmup, clock):
         torch = self.torch
         model = self.model.eval()
         if self.compile and not self.compiled:
@@ -187,28 +188,30 @@ class ProjectBench:
         act = self.config.action
         noise = torch.randn((1, act.chunk_size, act.action_dim),
                             generator=torch.Generator().manual_seed(1))
-        blocks = model._suffix_blocks
+        suffix_ar = model._suffix_ar
         t = torch.ones(1)
+        tokens = []
 
         def prefix():
             embeds, mask = model.embed_prefix(obs)
-            return model.backbone.encode_prefix(embeds, mask, blocks.shape[0])
+            tokens[:] = [embeds.shape[1]]
+            return model.backbone.encode_prefix(embeds, mask, suffix_ar)
 
         with torch.inference_mode():
             cache = prefix()
 
             def step():
                 suffix = model.suffix_embedding(noise, t, obs.state)
-                return model.action_head(model.backbone.decode_suffix(cache, suffix, blocks))
+                return model.action_head(model.backbone.decode_suffix(cache, suffix))
 
             def chunk():
                 return model.sample_actions(obs, noise=noise)
 
-            return {'prefix_s': timed(prefix, repeats, warmup),
-                    'step_s': timed(step, repeats, warmup),
-                    'chunk_s': timed(chunk, repeats, warmup), 'tokens': int(cache.prefix_len)}
+            return {'prefix_s': timed(prefix, repeats, warmup, clock),
+                    'step_s': timed(step, repeats, warmup, clock),
+                    'chunk_s': timed(chunk, repeats, warmup, clock), 'tokens': tokens[0]}
 
-    def train(self, repeats, batch, warmup):
+    def train(self, repeats, batch, warmup, clock):
         torch = self.torch
         from spatialvla_ros.models.modeling_spatialvla import ModelBatch
 
@@ -225,18 +228,28 @@ class ProjectBench:
             model.compute_loss(data, generator=g).backward()
             model.zero_grad(set_to_none=True)
 
-        return {'train_s': timed(step, repeats, warmup)}
+        return {'train_s': timed(step, repeats, warmup, clock)}
 
 
-def timed(fn, repeats, warmup=0):
-    """Median wall time [s] of fn over `repeats` calls after `warmup` untimed calls."""
+CLOCKS = {'wall': time.perf_counter, 'cpu': time.process_time}
+
+
+def timed(fn, repeats, warmup=0, clock='wall'):
+    """
+    Median time [s] of fn over `repeats` calls after `warmup` untimed calls.
+
+    clock 'wall': elapsed time; 'cpu': CPU time of this process, which leaves out the time
+    other processes hold the cores (at 1 thread the latency of an unloaded machine; at 2
+    threads the work of both threads, not latency).
+    """
+    clock = CLOCKS[clock]
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -260,11 +273,12 @@ def serve(make_bench):
             break
         else:
             torch.set_num_threads(request['threads'])
+            clock = request.get('clock', 'wall')
             if request['op'] == 'infer':
-                reply = bench.infer(request['repeats'], request['warmup'])
+                reply = bench.infer(request['repeats'], request['warmup'], clock)
             else:
                 reply = bench.train(request['repeats'], request['batch'],
-                                    request['warmup'])
+                                    request['warmup'], clock)
         print(json.dumps(reply), flush=True)
     return 0
 
@@ -292,6 +306,9 @@ def main(args=None):
                         help='also this project with torch.compile of prefix and step '
                              '(inference only)')
     parser.add_argument('--no-train', action='store_true', help='inference figures only')
+    parser.add_argument('--clock', choices=sorted(CLOCKS), default='wall',
+                        help="'wall' (default) or 'cpu': CPU time of each worker, which leaves "
+                             'out time other processes take on a shared machine')
     parser.add_argument('--worker', choices=('project', 'project-compiled'),
                         help=argparse.SUPPRESS)
     ns = parser.parse_args(args)
@@ -315,10 +332,11 @@ def main(args=None):
                 for w in order:
                     # The first round warms up (and compiles) each thread count.
                     warm = 2 if rnd == 0 else 0
-                    out = w.ask(op='infer', threads=n, repeats=ns.repeats, warmup=warm)
+                    out = w.ask(op='infer', threads=n, repeats=ns.repeats, warmup=warm,
+                                clock=ns.clock)
                     if not ns.no_train and w.name != 'project+compile':
                         out.update(w.ask(op='train', threads=n, repeats=ns.train_repeats,
-                                         batch=ns.batch, warmup=warm))
+                                         batch=ns.batch, warmup=warm, clock=ns.clock))
                     for key, value in out.items():
                         results.setdefault((w.name, n, key), []).append(value)
                     print(f'round {rnd + 1} threads {n} {w.name}: '
@@ -331,7 +349,8 @@ def main(args=None):
     names = [w.name for w in workers]
     print(f'this project (deep fusion) vs LeRobot 0.3.2 pi0, equal shapes, bf16 weights, '
           f'CPU, {ns.rounds} interleaved rounds x {ns.repeats} calls (train: '
-          f'{ns.train_repeats} steps, batch {ns.batch}); median over rounds (range)')
+          f'{ns.train_repeats} steps, batch {ns.batch}), {ns.clock} time; median over rounds '
+          '(range)')
     for name in names:
         i = info[name]
         tokens = results.get((name, threads[0], 'tokens'), ['?'])[0]

@@ -120,7 +120,7 @@ class Pi0Bench:
     def dtype(self):
         return str(self.model.paligemma_with_expert.paligemma.dtype)
 
-    def infer(self, repeats, warmup):
+    def infer(self, repeats, warmup, clock):
         m = self.model.eval()
         images, img_masks, tokens, masks, state, _ = self.inputs(1)
         s = self.shape
@@ -147,11 +147,11 @@ class Pi0Bench:
                 return m.sample_actions(images, img_masks, tokens, masks, state,
                                         noise=noise.clone())
 
-            return {'prefix_s': timed(prefix, repeats, warmup),
-                    'step_s': timed(step, repeats, warmup),
-                    'chunk_s': timed(chunk, repeats, warmup), 'tokens': int(pad.shape[1])}
+            return {'prefix_s': timed(prefix, repeats, warmup, clock),
+                    'step_s': timed(step, repeats, warmup, clock),
+                    'chunk_s': timed(chunk, repeats, warmup, clock), 'tokens': int(pad.shape[1])}
 
-    def train(self, repeats, batch, warmup):
+    def train(self, repeats, batch, warmup, clock):
         m = self.model.train()
         images, img_masks, tokens, masks, state, actions = self.inputs(batch)
 
@@ -160,7 +160,7 @@ class Pi0Bench:
             loss.backward()
             m.zero_grad(set_to_none=True)
 
-        return {'train_s': timed(step, repeats, warmup)}
+        return {'train_s': timed(step, repeats, warmup, clock)}
 
 
 def main():

@@ -394,6 +394,20 @@ def test_gqa_equals_the_expanded_multi_head_model(plan):
         got = bb.decode_suffix(bb.encode_prefix(prefix, mask, suffix_ar), suffix)
         want = mha.decode_suffix(mha.encode_prefix(prefix, mask, suffix_ar), suffix)
         _close(got, want)
+    # Backward: a shared K/V head gets the sum of the gradients of its expanded copies.
+    weight = torch.randn(suffix.shape, generator=torch.Generator().manual_seed(3))
+    for model in (bb, mha):
+        (model(prefix, mask, suffix, suffix_ar) * weight).sum().backward()
+    mha_grads = dict(mha.named_parameters())
+    reached = [key for key, param in bb.named_parameters() if param.grad is not None]
+    assert reached == [key for key in mha_grads if mha_grads[key].grad is not None]
+    assert any(key.endswith('k_proj.weight') for key in reached)
+    for key in reached:
+        param, want = bb.get_parameter(key), mha_grads[key].grad
+        if key.endswith(('k_proj.weight', 'v_proj.weight')):
+            heads, kv, d = shapes[key.split('.')[0]]
+            want = want.view(kv, heads // kv, d, -1).sum(1).reshape(param.shape)
+        _close(param.grad, want)
 
 
 @pytest.mark.parametrize('plan', PLANS)

@@ -199,16 +199,18 @@ class PrefixCache(Cache):
 
     A transformers Cache (a Llama/Gemma forward fills and reads it; deep fusion calls `update`
     the same way). `suffix_mask` (B, 1, S, P + S) and `suffix_positions` (B, S) are the suffix
-    rows of `attention_inputs`, built once by encode_prefix. Decoding overwrites only the suffix
-    tail of each layer buffer: the cache is for one sequential sampling loop (not thread-safe)
-    and for inference (no autograd through it).
+    rows of `attention_inputs`, built once by encode_prefix; `suffix_rope` is the (cos, sin)
+    of those positions, (B, S, D) each, when the backbone applies RoPE itself (deep fusion).
+    Decoding overwrites only the suffix tail of each layer buffer: the cache is for one
+    sequential sampling loop (not thread-safe) and for inference (no autograd through it).
     """
 
-    def __init__(self, num_layers, suffix_mask, suffix_positions):
+    def __init__(self, num_layers, suffix_mask, suffix_positions, rope=None):
         b, _, s, n = suffix_mask.shape
         super().__init__(layers=[_PrefixKVLayer(n - s, s) for _ in range(num_layers)])
         self.suffix_mask = suffix_mask
         self.suffix_positions = suffix_positions
+        self.suffix_rope = rope
 
     @property
     def batch(self):

@@ -43,7 +43,6 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from transformers import LlamaModel
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-from transformers.models.llama.modeling_llama import repeat_kv
 
 # Every attention op is shared, so these must be equal; width and MLP size may differ (pi0).
 _SHARED_ATTENTION_FIELDS = ('num_hidden_layers', 'num_attention_heads',
@@ -57,6 +56,32 @@ def _project_qkv(attn, x):
     k = attn.k_proj(x).view(shape).transpose(1, 2)
     v = attn.v_proj(x).view(shape).transpose(1, 2)
     return q, k, v
+
+
+def _attention_by_matmul(q, k, v, mask, scale, dropout=0.0):
+    """
+    Masked attention as two batched matrix products and a float32 softmax (CPU).
+
+    At bench/peer_lerobot.py's shapes on the CPU, SDPA's flash kernel takes about twice as
+    long for a denoising step's 2 + H queries over the cached keys, and its backward makes a
+    training step about 1.1x slower; it is faster only for the prefill's many queries without
+    backward. Here the query heads that share a K/V head are stacked along the rows, so each
+    product is one larger matrix product per K/V head, and the scale and the additive mask are
+    applied inside the first product (baddbmm). The softmax runs in float32 as in
+    transformers' eager attention.
+
+    Inputs: q (B, H, L_q, D), k and v (B, K, L_k, D), mask (B, 1, L_q, L_k) additive.
+    Output: (B, H, L_q, D).
+    """
+    b, heads, rows, dim = q.shape
+    kv_heads, keys = k.shape[1], k.shape[2]
+    stacked = (b * kv_heads, heads // kv_heads * rows)            # heads of one K/V head stacked
+    mask = mask.expand(b, heads, rows, keys).reshape(*stacked, keys)    # (B K, G L_q, L_k)
+    scores = torch.baddbmm(mask, q.reshape(*stacked, dim),
+                           k.reshape(-1, keys, dim).transpose(1, 2), alpha=scale)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
+    probs = F.dropout(probs, p=dropout, training=dropout > 0.0)
+    return torch.bmm(probs, v.reshape(-1, keys, dim)).view(b, heads, rows, dim)
 
 
 def _joint_layer(layers, hiddens, cos, sin, mask, cache=None, layer_idx=None,
@@ -80,7 +105,9 @@ def _joint_layer(layers, hiddens, cos, sin, mask, cache=None, layer_idx=None,
     present = [i for i, h in enumerate(hiddens) if h is not None]    # 0 prefix, 1 suffix
     qkv = [_project_qkv(layers[i].self_attn, layers[i].input_layernorm(hiddens[i]))
            for i in present]                                  # per stream (B, H|K, L_i, D)
-    q, k, v = (torch.cat(parts, dim=2) for parts in zip(*qkv))            # (B, H|K, L, D)
+    # One stream (prefill, decode): its own tensors; cat would copy them.
+    q, k, v = (torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+               for parts in zip(*qkv))                                 # (B, H|K, L, D)
     q, k = apply_rotary_pos_emb(q, k, cos, sin)
     if cache is not None:
         k, v = cache.update(k, v, layer_idx)                             # (B, K, L_keys, D)
@@ -92,10 +119,15 @@ def _joint_layer(layers, hiddens, cos, sin, mask, cache=None, layer_idx=None,
         q, mask = q[:, :, p:], mask[:, :, p:]                  # (B, H, S, D), (B, 1, S, N)
     assert mask.shape[-2:] == (q.shape[2], k.shape[2]), 'mask rows / columns = queries / keys'
     attn = layers[0].self_attn
-    groups = attn.num_key_value_groups  # GQA: each K/V head serves `groups` query heads
-    out = F.scaled_dot_product_attention(
-        q, repeat_kv(k, groups), repeat_kv(v, groups), attn_mask=mask, dropout_p=dropout,
-        scale=attn.scaling)                                             # (B, H, L_q, D)
+    # On the CPU SDPA's flash kernel wins only for the prefill's many queries without backward.
+    if q.device.type == 'cpu' and (hiddens[0] is None or torch.is_grad_enabled()):
+        out = _attention_by_matmul(q, k, v, mask, attn.scaling, dropout)  # (B, H, L_q, D)
+    else:
+        # GQA: each K/V head serves H / K query heads; SDPA reads the shared head in place
+        # instead of copying it H / K times (repeat_kv), in the forward and in the backward.
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout, scale=attn.scaling,
+            enable_gqa=attn.num_key_value_groups > 1)                   # (B, H, L_q, D)
     out = out.transpose(1, 2).flatten(2)                                # (B, L_q, H * D)
     result = [None, None]
     parts = out.split([hiddens[i].shape[1] for i in wanted], dim=1)     # (B, L_i, H * D)
@@ -151,10 +183,9 @@ class LlamaDeepFusion(nn.Module):
         """Recompute each joint layer in backward (saves activation memory in training)."""
         self.gradient_checkpointing = bool(enabled)
 
-    def _run(self, hiddens, positions, mask, cache=None, need_prefix=False):
-        """All layers over the present streams; see `_joint_layer` for the arguments."""
-        present = next(h for h in hiddens if h is not None)
-        cos, sin = self.vlm.rotary_emb(present, positions)                 # (B, L, D)
+    def _run(self, hiddens, rope, mask, cache=None, need_prefix=False):
+        """All layers over the present streams; rope: (cos, sin); see `_joint_layer`."""
+        cos, sin = rope                                                    # (B, L, D) each
         dropout = self.vlm.layers[0].self_attn.attention_dropout if self.training else 0.0
         use_ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for i in range(self.num_layers):
@@ -185,7 +216,8 @@ class LlamaDeepFusion(nn.Module):
         """
         mask, positions = pass_inputs(self, prefix_embeds, prefix_mask, suffix_ar,
                                       suffix_embeds)                    # (B,1,N,N), (B,N)
-        h_v, h_e = self._run([prefix_embeds, suffix_embeds], positions, mask,
+        h_v, h_e = self._run([prefix_embeds, suffix_embeds],
+                             self.vlm.rotary_emb(prefix_embeds, positions), mask,
                              need_prefix=return_prefix_hidden)
         if return_prefix_hidden:
             return self.vlm.norm(h_v), self.expert.norm(h_e)
@@ -196,13 +228,16 @@ class LlamaDeepFusion(nn.Module):
         Run the VLM stream over the prefix once and cache its per-layer K/V.
 
         The prefix never sees the suffix, so its K/V in the joint pass are exactly those of the
-        VLM stream alone. The cache also holds the mask and positions of the suffix laid out by
-        `suffix_ar` (S,), which every decode_suffix step reuses.
+        VLM stream alone. The cache also holds the mask, positions and RoPE of the suffix laid
+        out by `suffix_ar` (S,), which every decode_suffix step reuses: they depend on the
+        prefix's padding, never on the step.
         """
         mask, positions = pass_inputs(self, prefix_embeds, prefix_mask, suffix_ar)  # (B,1,N,N)
         p = prefix_embeds.shape[1]
-        cache = PrefixCache(self.num_layers, mask[:, :, p:], positions[:, p:])
-        self._run([prefix_embeds, None], positions[:, :p], mask[:, :, :p, :p], cache)
+        cos, sin = self.vlm.rotary_emb(prefix_embeds, positions)          # (B, N, D) each
+        cache = PrefixCache(self.num_layers, mask[:, :, p:], positions[:, p:],
+                            rope=(cos[:, p:], sin[:, p:]))
+        self._run([prefix_embeds, None], (cos[:, :p], sin[:, :p]), mask[:, :, :p, :p], cache)
         return cache
 
     def decode_suffix(self, cache, suffix_embeds):
@@ -213,8 +248,7 @@ class LlamaDeepFusion(nn.Module):
         the cache.
         """
         check_decode(self, cache, suffix_embeds)
-        _, h_e = self._run([None, suffix_embeds], cache.suffix_positions, cache.suffix_mask,
-                           cache)
+        _, h_e = self._run([None, suffix_embeds], cache.suffix_rope, cache.suffix_mask, cache)
         return self.expert.norm(h_e)
 
 
