@@ -66,3 +66,11 @@ def test_a_room_imports_only_the_rooms_below_it_and_never_rclpy(room):
     rooms = set(ast.literal_eval(rooms_line)) - LEAVES - {room}
     assert rooms <= BELOW[room], f'{room} imports {sorted(rooms - BELOW[room])} (above it)'
     assert rclpy_line == 'False', f'{room} loads rclpy'
+
+
+def test_the_package_exports_its_api_without_ros():
+    # A fresh interpreter: this process may have imported rclpy through other tests.
+    probe = ('import sys\nimport spatialvla_ros.models as m\n'
+             'print(all(hasattr(m, n) for n in m.__all__), "rclpy" in sys.modules)')
+    out = subprocess.check_output([sys.executable, '-c', probe], text=True, timeout=300)
+    assert out.split() == ['True', 'False']

@@ -24,6 +24,7 @@ import math
 import os
 
 import pytest
+from repo_paths import REPO_ROOT
 from spatialvla_ros.models.configuration_spatialvla import PLANS
 from spatialvla_ros.models.configuration_spatialvla import SpatialVLAConfig
 from spatialvla_ros.models.fusion_common import attention_inputs
@@ -37,7 +38,7 @@ from spatialvla_ros.models.modeling_spatialvla import suffix_ar_mask
 import torch
 import torch.nn.functional as F
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
+CONFIG_DIR = os.path.join(REPO_ROOT, 'config')
 TOL = 1e-5
 
 
