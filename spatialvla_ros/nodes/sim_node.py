@@ -288,8 +288,14 @@ class SimNode(Node):
         self._awaiting, self._awaiting_since = (ep, stamp), time.monotonic()
         messages = ep.observe(camera=True)
         frame = [m for m in messages if m.topic != self.topics.joint_states]
-        # The joint state of the tick goes first (again at an episode's first tick: the policy
-        # was activated after the reset and counts inputs from its activation on).
+        # The clock and the joint state of the tick go first (again at an episode's first tick:
+        # the policy was activated after the reset and counts inputs from its activation on).
+        # /clock is best effort and volatile: a clock published before the peer's /clock
+        # subscription was matched is lost, and the peer would judge the frame by time 0.
+        deadline = time.monotonic() + 10.0
+        while self._clock_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._publish_clock()
         self._publish([m for m in messages if m.topic == self.topics.joint_states])
         # The policy reads the joint state and the clock when a camera set completes, and its
         # executor takes ready subscriptions in creation order (cameras first): sent together,
