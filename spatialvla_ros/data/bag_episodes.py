@@ -35,6 +35,7 @@ import types
 
 import numpy as np
 
+from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.data.bag_reader import BagError
 from spatialvla_ros.data.bag_reader import BagFile
@@ -47,7 +48,6 @@ from spatialvla_ros.perception.sync import synchronize_streams
 logger = logging.getLogger(__name__)
 
 OUTCOME_TOPIC = '/spatialvla/episode_outcome'
-NS = 1_000_000_000
 
 
 @dataclass
@@ -82,7 +82,7 @@ class _Warnings(list):
     """Warnings of one episode, each logged and kept (the dataset reports them all)."""
 
     def add(self, path, topic, stamp_ns, what):
-        when = f' at t={stamp_ns / NS:.3f} s' if stamp_ns is not None else ''
+        when = f' at t={stamp_ns / NS_PER_S:.3f} s' if stamp_ns is not None else ''
         text = f'{path}: {topic}{when}: {what}'
         logger.warning(text)
         self.append(text)
@@ -219,10 +219,10 @@ def decode_episode(path, config, points_dtype=np.float32, skip_failed=True):
 def _build_frames(bag, sets, keys, index, config, latched, warn):
     """Fetch each set's camera messages and build (observation, chunk, mask) per frame."""
     data, act, path = config.data, config.action, bag.path
-    slop_ns = int(round(data.sync_slop * NS))
-    dt_ns = int(round(act.dt * NS))
+    slop_ns = int(round(data.sync_slop * NS_PER_S))
+    dt_ns = int(round(act.dt * NS_PER_S))
     # The newest joint state may lag the images a little, not by several control periods.
-    max_state_age = max(2 * dt_ns, NS // 10) + slop_ns
+    max_state_age = max(2 * dt_ns, NS_PER_S // 10) + slop_ns
     joint = sorted(((s, m) for s, _, m in index[data.state_topic]), key=lambda e: e[0])
     joint_stamps = np.asarray([s for s, _ in joint], dtype=np.int64)
     instr = sorted(((lt, m.data) for _, lt, m in index[data.instruction_topic]),
@@ -249,7 +249,8 @@ def _build_frames(bag, sets, keys, index, config, latched, warn):
         log_time = index[first_color[0]][sets[n].messages[first_color[1]]][1]
         j = _latest_at_or_before(joint_stamps, stamp + slop_ns)
         if j < 0 or stamp - joint_stamps[j] > max_state_age:
-            age = 'none yet' if j < 0 else f'newest is {(stamp - joint_stamps[j]) / NS:.3f} s old'
+            age = 'none yet' if j < 0 else \
+                f'newest is {(stamp - joint_stamps[j]) / NS_PER_S:.3f} s old'
             warn.add(path, data.state_topic, stamp, f'no current joint state ({age}); frame '
                      'skipped')
             continue

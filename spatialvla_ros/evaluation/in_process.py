@@ -37,6 +37,7 @@ load_policy`, same torch threads) for the chunks to agree to the last bit.
 import time
 
 import numpy as np
+from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.evaluation.closed_loop import ClosedLoopOptions
 from spatialvla_ros.evaluation.closed_loop import EpisodeResult
 from spatialvla_ros.evaluation.closed_loop import time_to_success_s
@@ -47,8 +48,6 @@ from spatialvla_ros.sim.messages import SimTopics
 from spatialvla_ros.sim.panda_env import PandaEnv
 from spatialvla_ros.sim.rollout import SimEpisode
 from spatialvla_ros.sim.rollout import T0_NS
-
-NS = 1_000_000_000
 
 
 def run(policy, tasks, seeds, options=None, progress=None):
@@ -73,7 +72,7 @@ def run(policy, tasks, seeds, options=None, progress=None):
                                  config.action.state_dim)
     keys = {topic: key for key, topic in key_topics(config.data).items()}
     names = list(config.action.names)
-    offsets = [(k + 1) * int(round(config.action.dt * NS))
+    offsets = [(k + 1) * int(round(config.action.dt * NS_PER_S))
                for k in range(config.action.chunk_size)]
     results = []
     total = len(tasks) * len(seeds)
@@ -104,7 +103,7 @@ def _episode(policy, episode, builder, keys, topics, names, offsets, options):
         new_chunk = episode.steps % every == 0
         messages = episode.observe(camera=new_chunk)
         state = next(m.msg for m in messages if m.topic == topics.joint_states)
-        joint_times.append((episode.env.time_ns - t0) / NS)
+        joint_times.append((episode.env.time_ns - t0) / NS_PER_S)
         joints.append([float(v) for v in state.position])
         if new_chunk:
             stamp = episode.env.time_ns

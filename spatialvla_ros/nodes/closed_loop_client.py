@@ -54,7 +54,6 @@ from spatialvla_ros_interfaces.msg import ActionChunk
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-NS = NS_PER_S
 AUTOSTART_PATIENCE_S = 15.0   # a stable state this long means autostart is not coming
 LOCKSTEP_ANSWER_S = 60.0      # the simulator's lockstep_timeout_s default, per chunk
 
@@ -205,8 +204,8 @@ class ClosedLoopClient:
         steps = int(outcome.get('steps', 0))
         # Joint states of the episode itself, from its first tick (stamped as the reset says)
         # to its last (the real-time simulator keeps publishing after the end).
-        end = t0 + int(round(steps * NS / opts.rate_hz))
-        joints = [((t - t0) / NS, q) for t, q in joints if t0 <= t <= end]
+        end = t0 + int(round(steps * NS_PER_S / opts.rate_hz))
+        joints = [((t - t0) / NS_PER_S, q) for t, q in joints if t0 <= t <= end]
         return EpisodeResult(
             task=task, seed=int(seed), instruction=instruction, success=success, steps=steps,
             time_to_success_s=time_to_success_s(success, steps, opts.rate_hz), wall_s=wall,

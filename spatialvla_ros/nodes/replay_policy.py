@@ -35,6 +35,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
+from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.core_types import ns_to_stamp
 from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.data.bag_episodes import action_chunk
@@ -44,8 +45,6 @@ from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from trajectory_msgs.msg import JointTrajectory
 from trajectory_msgs.msg import JointTrajectoryPoint
-
-NS = 1_000_000_000
 
 
 def recorded_stream(path, topic):
@@ -74,7 +73,7 @@ class ReplayPolicyNode(Node):
         super().__init__('replay_policy')
         self.stamps, self.actions, self.names = recorded_stream(ns.bag, ns.action_topic)
         self.horizon, self.shift = ns.chunk_size, ns.shift_steps
-        self.dt_ns = int(round(ns.dt * NS))
+        self.dt_ns = int(round(ns.dt * NS_PER_S))
         self.answered = 0
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
         self.create_subscription(Image, ns.observation_topic, self._on_image, qos)
@@ -105,7 +104,7 @@ class ReplayPolicyNode(Node):
                 (k + 1) * self.dt_ns)
             traj.points.append(point)
         out = ActionChunk(plan='replay', names=list(self.names), horizon=valid,
-                          action_dim=len(self.names), dt=self.dt_ns / NS,
+                          action_dim=len(self.names), dt=self.dt_ns / NS_PER_S,
                           observation_stamp=msg.header.stamp,
                           inference_latency=float(time.monotonic() - start))
         out.header.stamp = self.get_clock().now().to_msg()

@@ -32,6 +32,7 @@ import time
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
+from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.evaluation import replay
 from spatialvla_ros.nodes.bag_player import BagPlaybackError
@@ -44,7 +45,6 @@ from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from trajectory_msgs.msg import JointTrajectory
 
-NS = 1_000_000_000
 _READY_STATES = (PolicyStatus.STATE_ACTIVE, PolicyStatus.STATE_WAITING_FOR_INPUT)
 
 
@@ -239,7 +239,7 @@ class ReplayEvaluator(Node):
             round_trip.append(received - published_at[stamp])
         latencies = [float(c.inference_latency) for c in chunks
                      if stamp_to_ns(c.observation_stamp) in obs_stamps]
-        tolerance = int(opts.tolerance_s * NS) if opts.tolerance_s > 0 else None
+        tolerance = int(opts.tolerance_s * NS_PER_S) if opts.tolerance_s > 0 else None
         alignment = replay.align(preds, recorded, tolerance)
         answered = sorted({p.stamp_ns for p in preds})
         return ReplayResult(

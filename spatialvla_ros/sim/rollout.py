@@ -28,6 +28,7 @@ used by the default-checkpoint recipe) records it, the expert benchmark counts i
 
 import numpy as np
 
+from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.sim import messages as sim_msgs
 from spatialvla_ros.sim.expert import ScriptedExpert
 from spatialvla_ros.sim.panda_env import ACTION_NAMES
@@ -36,8 +37,8 @@ from spatialvla_ros.sim.tasks import reach_task
 from spatialvla_ros.sim.tasks import sample_episode
 from spatialvla_ros.sim.tasks import SuccessChecker
 
-NS = 1_000_000_000
-T0_NS = 1_700_000_000 * NS   # stamp of every recorded episode's first tick (fixed: reproducible)
+# Stamp of every recorded episode's first tick (fixed: reproducible).
+T0_NS = 1_700_000_000 * NS_PER_S
 
 
 class SimEpisode:
@@ -53,7 +54,7 @@ class SimEpisode:
         self.layout, self.task = sample_episode(task_name, self.seed)
         self.max_steps = int(max_steps) if max_steps > 0 else self.task.max_steps
         self.dt = 1.0 / float(rate_hz)
-        self.dt_ns = int(round(self.dt * NS))
+        self.dt_ns = int(round(self.dt * NS_PER_S))
         self.substeps = env.substeps(self.dt)
         env.reset(self.layout, t0_ns)
         self.checker = SuccessChecker(self.task, env)

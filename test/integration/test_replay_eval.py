@@ -28,9 +28,10 @@ import os
 
 import numpy as np
 import pytest
+from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.core_types import stamp_to_ns
 
-NS = 1_000_000_000
+NS = NS_PER_S
 DT_NS = NS // 10
 HORIZON = 10
 
