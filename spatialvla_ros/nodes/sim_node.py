@@ -332,8 +332,8 @@ class SimNode(Node):
         ticks = max(self._param('execute_steps'), 1)
         for tick in range(ticks):
             ended = ep.advance()
-            self._publish_clock()
-            if ended or tick < ticks - 1:            # else _observe publishes it
+            if ended or tick < ticks - 1:            # else _observe publishes clock and state
+                self._publish_clock()
                 self._publish(ep.observe(camera=False))
             if ended:
                 self._end(ep)
