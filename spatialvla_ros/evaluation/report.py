@@ -328,30 +328,32 @@ def write_checkpoint_readme(out, info):
     `info` is the checkpoint's recipe.json (make_default_checkpoint writes both).
     """
     train, recipe, grounding = info['train'], info['recipe'], info.get('grounding')
+    demos = ', '.join(f'{task} {n}' for task, n in info.get('demonstrations', {}).items())
     lines = [
         '# Default checkpoint (made by make_default_checkpoint)', '',
         f'- command: `{info["command"]}` ({info["train_wall_s"]:.0f} s, '
         f'{info["threads"]} torch thread(s))',
-        f'- plan `{recipe["plan"]}`, task `{recipe["task"]}`: {recipe["scenes"]} scenes (seeds '
-        f'0..{recipe["scenes"] - 1}) x {recipe["targets_per_scene"]} targets, camera '
-        f'{recipe["image_size"]} px / {recipe["fov_deg"]:g} deg',
+        f'- plan `{recipe["plan"]}`, tasks {", ".join(recipe["tasks"])}; demonstrations: '
+        f'{demos} (reach: {recipe["scenes"]} scenes x {recipe["targets_per_scene"]} targets); '
+        f'camera {recipe["image_size"]} px / {recipe["fov_deg"]:g} deg',
     ]
     if grounding:
         lines.append(f'- 3D grounding pre-training: {grounding["steps"]} steps; held-out scenes '
                      f'{grounding["val_scene_seeds"][0]}..{grounding["val_scene_seeds"][1]}: '
                      f'median error {100 * grounding["val_median_error_m"]:.1f} cm, '
                      f'{100 * grounding["val_within_5cm"]:.0f}% within 5 cm (the mean centre: '
-                     f'{100 * grounding["baseline_median_error_m"]:.1f} cm)')
+                     f'{100 * grounding["baseline_median_error_m"]:.1f} cm); goal point '
+                     f'{100 * grounding.get("val_goal_median_error_m", float("nan")):.1f} cm')
     lines.append(f'- policy training: {train.get("steps")} steps; held-out action MSE '
                  f'{train.get("val_mse"):.4g} (predicting the mean: '
                  f'{train.get("baseline_mse"):.4g})')
-    cl = info.get('closed_loop')
-    if cl:
-        lines.append(f'- closed loop (simulator and policy node over DDS, '
+    for task, cl in (info.get('closed_loop') or {}).items():
+        low, high = cl['success_ci95']
+        lines.append(f'- closed loop {task} (simulator and policy node over DDS, lockstep, '
                      f'{recipe["execute_steps"]} actions per chunk) on held-out seeds '
                      f'{cl["seeds"][0]}..{cl["seeds"][-1]}: {cl["successes"]}/{cl["episodes"]} '
-                     f'successful ({100 * cl["success_rate"]:.0f}%), mean time to success '
-                     f'{cl["time_to_success_s"]:.2f} s')
+                     f'successful ({100 * cl["success_rate"]:.0f}%, 95% CI {100 * low:.0f}-'
+                     f'{100 * high:.0f}%), mean time to success {cl["time_to_success_s"]:.2f} s')
     lines += ['', 'Files: config.yaml, model.safetensors, normalization.safetensors, tokenizer/ '
               '(loaded by the policy node), recipe.json (everything above, machine-readable).']
     with open(os.path.join(out, 'README.md'), 'w', encoding='utf-8') as f:

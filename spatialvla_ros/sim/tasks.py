@@ -120,6 +120,23 @@ def sample_episode(name, seed):
     raise RuntimeError(f'sample_episode: no feasible {name} episode for seed {seed}')
 
 
+def goal_point(task, env):
+    """Base-frame point (3,) [m] where the task wants the named object to end up.
+
+    reach: the object itself; push: the object moved PUSH_DISTANCE along the direction;
+    pick_place: the object's centre resting in the tray or on the other cube. Pre-training
+    the VLM to point at it (training.grounding) grounds the direction and destination words.
+    """
+    pos = np.asarray(env.object_pose(task.target)[0], dtype=np.float64)
+    if task.name == 'push':
+        return pos + PUSH_DISTANCE * np.array([*DIRECTIONS[task.direction], 0.0])
+    if task.name == 'pick_place' and task.destination == 'tray':
+        return np.array([*env.tray_xy(), TRAY_FLOOR + OBJECT_HALF])
+    if task.name == 'pick_place':
+        return np.asarray(env.object_pose(task.destination)[0]) + [0.0, 0.0, 2 * OBJECT_HALF]
+    return pos
+
+
 class SuccessChecker:
     """Evaluates a task's success condition on the live simulation."""
 

@@ -28,6 +28,7 @@ calls it with its own jobs (every object of a scene as the target, detours, sett
 import argparse
 from dataclasses import asdict
 from dataclasses import dataclass
+import hashlib
 import json
 import multiprocessing
 import os
@@ -59,6 +60,20 @@ class DemoSettings:
     detour: float = 0.0              # share of targeted reaches that start after a detour
     settle_ticks: int = 0            # ticks still recorded after success
     keep_failed: bool = False        # keep bags of failed episodes (outcome success=false)
+
+    def key(self):
+        """Return the settings that differ from the defaults, as JSON types: the cache key.
+
+        A field added later with a default that keeps today's recording leaves the key (and so
+        every cached folder) valid.
+        """
+        defaults = asdict(DemoSettings())
+        return json.loads(json.dumps({k: v for k, v in asdict(self).items()
+                                      if v != defaults[k]}, sort_keys=True))
+
+    def digest(self):
+        """Return a short name for the key (folder names of cached demonstrations)."""
+        return hashlib.sha256(json.dumps(self.key(), sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -116,9 +131,10 @@ def _read_summary(out, settings):
     with open(path, encoding='utf-8') as f:
         data = json.load(f)
     rows = data.get('episodes', [])
-    if rows and data.get('settings') != json.loads(json.dumps(asdict(settings))):
-        old = data.get('settings') or {}
-        diff = sorted(k for k, v in asdict(settings).items() if old.get(k) != v)
+    defaults, key = asdict(DemoSettings()), settings.key()
+    old = {k: v for k, v in (data.get('settings') or {}).items() if defaults.get(k) != v}
+    if rows and old != key:
+        diff = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
         raise ValueError(f'{out}: holds demonstrations recorded with other settings '
                          f'({", ".join(diff) or "unknown"} differ); choose another folder')
     return {r['bag']: r for r in rows}

@@ -15,21 +15,26 @@
 
 """Build the default checkpoint that `spatialvla_demo` runs, reproducibly, on a CPU.
 
-    python -m spatialvla_ros.tools.make_default_checkpoint --eval-episodes 20   # ~35 min, 2 cores
+    python -m spatialvla_ros.tools.make_default_checkpoint --eval-episodes 30
     python -m spatialvla_ros.tools.make_default_checkpoint --plan deep_fusion --out DIR
 
-1. demonstrations: the scripted expert reaches every object of RECIPE['scenes'] simulator
-   scenes (the layouts of seeds 0..scenes-1), one episode per object, recorded exactly as the
-   sim node publishes (rosbag2 mcap) by the project's one generator (`generate_demos.generate`)
-   under <work-dir>/demos/<digest of the recording settings>: a rerun that changes only
-   training reuses them. One scene with several instructions and motions is what makes a
-   model read the instruction at all;
+One multi-task checkpoint: reach, push (four directions) and pick-and-place (tray, cube on
+cube), from the instruction.
+
+1. demonstrations, recorded exactly as the sim node publishes (rosbag2 mcap) by the project's
+   one generator (`generate_demos.generate`) under <work-dir>/demos/<digest of the recording
+   settings>: a rerun that changes only training reuses them. Reach: the scripted expert
+   reaches every object of RECIPE['scenes'] scenes (the layouts of seeds 0..scenes-1), one
+   episode per object (one scene with several instructions and motions is what makes a model
+   read the instruction at all); push and pick_place: RECIPE['episodes'][task] seeded episodes
+   (seeds 0..n-1, task instance drawn from the seed);
 2. config: config/<plan>.yaml with RECIPE['config'] applied (written to <work-dir>);
 3. 3D grounding pre-training of the encoder and VLM (training.grounding): from the first
-   frame of every demonstrated scene, regress the 3D centre of the object each instruction
-   names. A VLA inherits this ability from its pre-trained VLM; a VLM trained from scratch
-   on actions alone does not learn it at this size (measured: the first action chunk stays
-   as far off as a random object's);
+   frame of every demonstration, regress the 3D centre of the object its instruction names
+   and the goal point of the task (`sim.tasks.goal_point`: where a push must take it, the
+   tray or the cube it goes on). A VLA inherits this ability from its pre-trained VLM; a VLM
+   trained from scratch on actions alone does not learn it at this size (measured on reach:
+   the first action chunk stays as far off as a random object's);
 4. training: this project's trainer (`training.trainer.train`) in this process, seed fixed,
    starting from the grounded encoder + VLM (`init_checkpoint`);
 5. the model files of the final checkpoint are copied to --out (checkpoints/default), with
@@ -46,9 +51,6 @@ recipe.json, so the checkpoint is always run with the camera it was trained with
 
 import argparse
 import copy
-from dataclasses import asdict
-import hashlib
-import json
 import os
 import shutil
 import sys
@@ -70,6 +72,7 @@ from spatialvla_ros.sim.messages import SimTopics
 from spatialvla_ros.sim.panda_env import PandaEnv
 from spatialvla_ros.sim.rollout import SimEpisode
 from spatialvla_ros.sim.rollout import T0_NS
+from spatialvla_ros.sim.tasks import goal_point
 from spatialvla_ros.sim.tasks import reach_task
 from spatialvla_ros.sim.vocabulary import build_demo_tokenizer
 from spatialvla_ros.tools.closed_loop import run_closed_loop
@@ -92,9 +95,10 @@ MODEL_FILES = ('config.yaml', 'model.safetensors', 'normalization.safetensors', 
 # rerunning the command makes a new default checkpoint.
 RECIPE = {
     'plan': 'deep_fusion',        # lowest held-out action MSE of the three plans (README)
-    'task': 'reach',
-    'scenes': 400,                # simulator scenes (layouts of seeds 0..scenes-1)
-    'targets_per_scene': 4,       # demonstrations per scene, one per object as the target
+    'tasks': ['reach', 'push', 'pick_place'],
+    'scenes': 150,                # reach: simulator scenes (layouts of seeds 0..scenes-1)
+    'targets_per_scene': 4,       # reach demonstrations per scene, one per object as the target
+    'episodes': {'push': 500, 'pick_place': 700},    # seeded expert episodes (seeds 0..n-1)
     'detour': 0.75,               # share of demonstrations recorded after a detour (see
     #                               SimEpisode.reach_object: the arm first heads for another
     #                               object)
@@ -108,7 +112,7 @@ RECIPE = {
     #                               (see the README: chosen on seeds 3,000,000+)
     'threads': 1,                 # torch threads while training (1 is fastest under load)
     'config': {                   # changes to config/<plan>.yaml
-        'name': 'default_reach',
+        'name': 'default_multitask',
         'language_model': {'prefix_attention': 'bidirectional', 'hidden_size': 64,
                            'head_dim': 16, 'intermediate_size': 128},
         'vision': {'image_size': 64, 'patch_size': 8, 'num_hidden_layers': 1,
@@ -117,9 +121,9 @@ RECIPE = {
                       'max_visual_tokens': 64},
         'expert': {'hidden_size': 64, 'head_dim': 16, 'intermediate_size': 128},
         'action': {'chunk_size': 20},
-        'train': {'batch_size': 16, 'steps': 4000, 'learning_rate': 1.0e-3,
-                  'warmup_steps': 100, 'val_fraction': 0.05, 'seed': 0,
-                  'checkpoint_every': 1000, 'log_every': 25},
+        'train': {'batch_size': 32, 'steps': 8000, 'learning_rate': 1.0e-3,
+                  'warmup_steps': 200, 'val_fraction': 0.05, 'seed': 0,
+                  'checkpoint_every': 1000, 'log_every': 50},
     },
 }
 GROUNDING_VAL_SEED_START = 2_000_000  # disjoint from demos (0..) and closed loop (1,000,000..)
@@ -147,8 +151,20 @@ def write_recipe_config(recipe, path):
     return TrainingConfig.from_yaml(path)
 
 
+def demo_jobs(recipe):
+    """Every demonstration of the recipe (DemoJob), task by task."""
+    jobs = []
+    for task in recipe['tasks']:
+        if task == 'reach':
+            jobs += [DemoJob('reach', seed, target) for seed in range(recipe['scenes'])
+                     for target in range(recipe['targets_per_scene'])]
+        else:
+            jobs += [DemoJob(task, seed) for seed in range(recipe['episodes'][task])]
+    return jobs
+
+
 def record_demonstrations(recipe, work, workers=0, progress=True):
-    """Stage 1: every object of every recipe scene as a reach target; returns (folder, rows).
+    """Stage 1: the recipe's demonstrations; returns (folder, rows).
 
     The folder is named by a digest of the recording settings, so changing only the training
     part of the recipe reuses the demonstrations, and changing how they are recorded starts a
@@ -157,17 +173,15 @@ def record_demonstrations(recipe, work, workers=0, progress=True):
     settings = DemoSettings(width=recipe['image_size'], height=recipe['image_size'],
                             fov_deg=recipe['fov_deg'], cloud=False, detour=recipe['detour'],
                             settle_ticks=recipe['settle_ticks'])
-    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()
-    out = os.path.join(work, 'demos', digest[:12])
-    jobs = [DemoJob('reach', seed, target) for seed in range(recipe['scenes'])
-            for target in range(recipe['targets_per_scene'])]
+    out = os.path.join(work, 'demos', settings.digest())
     workers = workers or max(1, (os.cpu_count() or 2) - 1)
-    return out, generate(out, jobs, settings, workers, progress)
+    return out, generate(out, demo_jobs(recipe), settings, workers, progress)
 
 
-def grounding_samples(seeds, image_size, fov_deg, config):
-    """First frame of each scene, once per object with its reach instruction (GroundingSample).
+def grounding_samples(jobs, image_size, fov_deg, config):
+    """First frame of each job's scene with its instruction, object centre and goal point.
 
+    `jobs` are (task, seed, target) triples (target >= 0: a reach of object number target).
     The observation goes through the policy node's ObservationBuilder, so grounding sees
     exactly what the policy sees.
     """
@@ -178,15 +192,17 @@ def grounding_samples(seeds, image_size, fov_deg, config):
                                  config.action.state_dim)
     samples = []
     try:
-        for seed in seeds:
-            episode = SimEpisode(env, 'reach', seed, T0_NS, topics=topics)
+        for task_name, seed, target in jobs:
+            episode = SimEpisode(env, task_name, seed, T0_NS, topics=topics)
+            task = episode.task
+            if target >= 0:
+                task = reach_task(episode.layout.objects[target].name)
             msgs = episode.observe(True)
             by_key = {keys[m.topic]: m.msg for m in msgs if m.topic in keys}
             joints = next(m.msg for m in msgs if m.topic == topics.joint_states)
-            for name in env.objects:
-                obs = builder.build(by_key, joints, reach_task(name).instruction, env.time_ns)
-                samples.append(GroundingSample(obs, np.asarray(env.object_pose(name)[0],
-                                                               dtype=np.float32)))
+            obs = builder.build(by_key, joints, task.instruction, env.time_ns)
+            points = np.concatenate([env.object_pose(task.target)[0], goal_point(task, env)])
+            samples.append(GroundingSample(obs, points.astype(np.float32)))
             episode.close()
     finally:
         env.close()
@@ -195,11 +211,12 @@ def grounding_samples(seeds, image_size, fov_deg, config):
 
 def pretrain_vlm(config, recipe, work):
     """Stage 3: 3D grounding of encoder + VLM; saved as a policy checkpoint to start from."""
-    scenes, size, fov = recipe['scenes'], recipe['image_size'], recipe['fov_deg']
-    val_seeds = range(GROUNDING_VAL_SEED_START,
-                      GROUNDING_VAL_SEED_START + recipe['grounding_val_scenes'])
-    train = grounding_samples(range(scenes), size, fov, config)
-    val = grounding_samples(val_seeds, size, fov, config)
+    size, fov = recipe['image_size'], recipe['fov_deg']
+    train = grounding_samples([(j.task, j.seed, j.target) for j in demo_jobs(recipe)],
+                              size, fov, config)
+    tasks = recipe['tasks']
+    val = grounding_samples([(tasks[i % len(tasks)], GROUNDING_VAL_SEED_START + i, -1)
+                             for i in range(recipe['grounding_val_scenes'])], size, fov, config)
     tokenizer = build_demo_tokenizer(os.path.join(work, 'grounding_tokenizer'))
     act = config.action
     stats = NormalizationStats.identity(act.state_dim, act.action_dim)
@@ -231,7 +248,7 @@ def build_parser():
                              'same recipe for every plan is how spatialvla_compare gets '
                              'comparable checkpoints (--checkpoint PLAN=DIR)')
     parser.add_argument('--scenes', type=int, default=0,
-                        help=f'scenes demonstrated (0: the recipe: {RECIPE["scenes"]})')
+                        help=f'reach scenes demonstrated (0: the recipe: {RECIPE["scenes"]})')
     parser.add_argument('--steps', type=int, default=0,
                         help='training steps (0: the recipe: '
                              f'{RECIPE["config"]["train"]["steps"]})')
@@ -259,9 +276,10 @@ def make(ns, recipe=None, progress=True):
     os.makedirs(work, exist_ok=True)
     start = time.monotonic()
     # 1. demonstrations
-    scenes, targets = recipe['scenes'], recipe['targets_per_scene']
-    _say(f'1/5 {scenes * targets} reach demonstrations ({scenes} scenes, seeds 0..{scenes - 1}, '
-         f'x {targets} targets; {recipe["image_size"]} px, {recipe["fov_deg"]:g} deg camera)')
+    counts = {t: sum(j.task == t for j in demo_jobs(recipe)) for t in recipe['tasks']}
+    _say(f'1/5 demonstrations {counts} (reach: {recipe["scenes"]} scenes x '
+         f'{recipe["targets_per_scene"]} targets; {recipe["image_size"]} px, '
+         f'{recipe["fov_deg"]:g} deg camera)')
     demos, rows = record_demonstrations(recipe, work, ns.workers, progress)
     _say(f'    {sum(r["kept"] for r in rows)} in {demos} (failed expert episodes are not kept)')
     # 2. config
@@ -273,12 +291,13 @@ def make(ns, recipe=None, progress=True):
     torch.set_num_threads(max(1, ns.threads))
     grounded, grounding = None, None
     if recipe['grounding_steps'] > 0:
-        _say(f'3/5 3D grounding pre-training, {recipe["grounding_steps"]} steps (first frames '
-             f'of the {scenes} scenes, one sample per object)')
+        _say(f'3/5 3D grounding pre-training, {recipe["grounding_steps"]} steps (first frame '
+             f'of every demonstration: object centre and goal point)')
         grounded, grounding = pretrain_vlm(config, recipe, work)
         _say(f'    held-out median error {100 * grounding.val_median_error_m:.1f} cm '
              f'({100 * grounding.val_within_5cm:.0f}% within 5 cm; mean centre '
-             f'{100 * grounding.baseline_median_error_m:.1f} cm) in {grounding.seconds:.0f} s')
+             f'{100 * grounding.baseline_median_error_m:.1f} cm), goal point '
+             f'{100 * grounding.val_goal_median_error_m:.1f} cm, in {grounding.seconds:.0f} s')
     run_dir = os.path.join(work, 'run')
     shutil.rmtree(run_dir, ignore_errors=True)
     _say(f'4/5 training {config.train.steps} steps (batch {config.train.batch_size}, '
@@ -308,7 +327,8 @@ def make(ns, recipe=None, progress=True):
                    + (f' --eval-episodes {ns.eval_episodes}' if ns.eval_episodes else ''),
         'recipe': recipe, 'image_size': recipe['image_size'], 'fov_deg': recipe['fov_deg'],
         'execute_steps': recipe['execute_steps'],
-        'demo_scene_seeds': [0, recipe['scenes'] - 1],
+        'demonstrations': {t: sum(r['kept'] for r in rows if r['task'] == t)
+                           for t in recipe['tasks']},
         'train': {k: summary.get(k) for k in ('steps', 'train_episodes', 'val_episodes',
                                               'train_samples', 'val_samples', 'val_mse',
                                               'baseline_mse', 'mse_ratio')},
@@ -318,7 +338,8 @@ def make(ns, recipe=None, progress=True):
                 GROUNDING_VAL_SEED_START + recipe['grounding_val_scenes'] - 1],
             'val_median_error_m': round(grounding.val_median_error_m, 4),
             'val_within_5cm': round(grounding.val_within_5cm, 3),
-            'baseline_median_error_m': round(grounding.baseline_median_error_m, 4)},
+            'baseline_median_error_m': round(grounding.baseline_median_error_m, 4),
+            'val_goal_median_error_m': round(grounding.val_goal_median_error_m, 4)},
         'train_wall_s': round(time.monotonic() - start, 1),
         'threads': torch.get_num_threads(),
     }
@@ -336,10 +357,10 @@ def make(ns, recipe=None, progress=True):
 
 
 def evaluate(checkpoint, episodes, recipe, work):
-    """Closed-loop success on held-out seeds; returns the summary row of the task."""
+    """Closed-loop success per task on held-out seeds, in lockstep; returns the summary rows."""
     options = ClosedLoopOptions(
-        tasks=(recipe['task'],), episodes=episodes, image_size=recipe['image_size'],
-        fov_deg=recipe['fov_deg'], execute_steps=recipe['execute_steps'])
+        tasks=tuple(recipe['tasks']), episodes=episodes, image_size=recipe['image_size'],
+        fov_deg=recipe['fov_deg'], execute_steps=recipe['execute_steps'], lockstep=True)
     _say(f'closed loop: {episodes} held-out episodes (seeds {options.seed_start}..)')
     out_dir = os.path.join(work, 'closed_loop')
     results = run_closed_loop(
@@ -347,11 +368,13 @@ def evaluate(checkpoint, episodes, recipe, work):
         progress=lambda r, d, t: _say(f'  [{d}/{t}] seed {r.seed} "{r.instruction}": '
                                       f'{"success" if r.success else "failure"}'))
     report.write_closed_loop_report(results, options, out_dir)
-    row = summarize(results, options.tasks)[recipe['task']]
-    _say(f'closed loop: {row["successes"]}/{row["episodes"]} successful '
-         f'(report {out_dir}/report.md)')
-    return {k: row[k] for k in ('episodes', 'successes', 'success_rate', 'success_ci95',
-                                'time_to_success_s', 'seeds')}
+    rows = {}
+    for task, row in summarize(results, options.tasks).items():
+        _say(f'closed loop {task}: {row["successes"]}/{row["episodes"]} successful '
+             f'(report {out_dir}/report.md)')
+        rows[task] = {k: row[k] for k in ('episodes', 'successes', 'success_rate',
+                                          'success_ci95', 'time_to_success_s', 'seeds')}
+    return rows
 
 
 def main(args=None):

@@ -22,8 +22,9 @@ through the few frames where the motion does not already give the target away, u
 noise. At the tiny sizes this project trains on a CPU, this stage supplies the missing
 ability: a linear head on the instruction tokens' hidden states (those the action expert
 reads, see `instruction_hidden`) regresses the 3D centre of the named object from the prefix
-(3D visual tokens + instruction). The head is thrown
-away; the encoder and VLM initialise policy training (`--init-checkpoint`).
+(3D visual tokens + instruction), and optionally where the task wants it to end up (the goal
+point: a push's direction, a pick-and-place's destination; `sim.tasks.goal_point`). The head
+is thrown away; the encoder and VLM initialise policy training (`--init-checkpoint`).
 """
 
 from dataclasses import dataclass
@@ -38,7 +39,10 @@ from torch import nn
 
 @dataclass(frozen=True)
 class GroundingSample:
-    """One observation and the base-frame centre (3,) [m] of the object its instruction names."""
+    """One observation and the base-frame centre (3,) [m] of the object its instruction names.
+
+    `target_xyz` may be (6,): the centre, then the goal point of the task.
+    """
 
     observation: RawObservation
     target_xyz: np.ndarray
@@ -51,14 +55,15 @@ class GroundingResult:
     val_within_5cm: float          # share of held-out samples within 5 cm
     baseline_median_error_m: float  # always predicting the mean centre
     seconds: float
+    val_goal_median_error_m: float = float('nan')   # the goal point's, when samples have one
 
 
 class GroundingHead(nn.Module):
-    """Masked mean of the instruction tokens' hidden states -> centre, in units of `scale`."""
+    """Masked mean of the instruction tokens' hidden states -> point(s), in units of `scale`."""
 
     def __init__(self, hidden_size, mean, scale):
         super().__init__()
-        self.proj = nn.Linear(hidden_size, 3)
+        self.proj = nn.Linear(hidden_size, len(mean))
         self.register_buffer('mean', torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer('scale', torch.as_tensor(scale, dtype=torch.float32))
 
@@ -66,7 +71,7 @@ class GroundingHead(nn.Module):
         # hidden: (B, L, D) instruction tokens; text_mask: (B, L) bool
         w = text_mask.to(hidden.dtype)[..., None]
         pooled = (hidden * w).sum(1) / w.sum(1).clamp_min(1.0)
-        return self.proj(pooled.float())                   # (B, 3) normalised centre
+        return self.proj(pooled.float())                   # (B, 3 or 6) normalised
 
     def to_metres(self, normalised):
         return normalised * self.scale + self.mean
@@ -97,12 +102,13 @@ def _batch(processor, samples, device):
 
 
 def _errors(model, head, processor, samples, batch_size):
+    """Distances (N, points) [m] between predicted and true points (centre, then goal)."""
     errors = []
     with torch.no_grad():
         for i in range(0, len(samples), batch_size):
             obs, xyz = _batch(processor, samples[i:i + batch_size], model.device)
             pred = head(instruction_hidden(model, obs), obs.attention_mask)
-            errors.append((head.to_metres(pred) - xyz).norm(dim=-1))
+            errors.append((head.to_metres(pred) - xyz).unflatten(-1, (-1, 3)).norm(dim=-1))
     return torch.cat(errors).cpu().numpy()
 
 
@@ -128,7 +134,7 @@ def pretrain_grounding(model, processor, train, val, steps, batch_size=32, learn
     params = [p for p in params if p.requires_grad] + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     rng = np.random.default_rng(seed)
-    baseline = np.linalg.norm(np.stack([s.target_xyz for s in val]) - mean, axis=-1)
+    baseline = np.linalg.norm(np.stack([s.target_xyz[:3] for s in val]) - mean[:3], axis=-1)
     was_training = model.training
     model.train()
     start = time.monotonic()
@@ -145,16 +151,19 @@ def pretrain_grounding(model, processor, train, val, steps, batch_size=32, learn
             model.eval()
             err = _errors(model, head, processor, val, batch_size)
             model.train()
+            goal = (f', goal {100 * np.median(err[:, 1]):.1f} cm' if err.shape[1] > 1 else '')
             log(f'grounding step {step}/{steps}: loss {loss.item():.4f}, held-out median error '
-                f'{100 * np.median(err):.1f} cm, {100 * np.mean(err < 0.05):.0f}% within 5 cm '
-                f'(mean centre: {100 * np.median(baseline):.1f} cm)')
+                f'{100 * np.median(err[:, 0]):.1f} cm, {100 * np.mean(err[:, 0] < 0.05):.0f}% '
+                f'within 5 cm (mean centre: {100 * np.median(baseline):.1f} cm){goal}')
     model.eval()
     err = _errors(model, head, processor, val, batch_size)
     model.train(was_training)
-    return GroundingResult(steps=steps, val_median_error_m=float(np.median(err)),
-                           val_within_5cm=float(np.mean(err < 0.05)),
+    return GroundingResult(steps=steps, val_median_error_m=float(np.median(err[:, 0])),
+                           val_within_5cm=float(np.mean(err[:, 0] < 0.05)),
                            baseline_median_error_m=float(np.median(baseline)),
-                           seconds=time.monotonic() - start)
+                           seconds=time.monotonic() - start,
+                           val_goal_median_error_m=float(np.median(err[:, 1]))
+                           if err.shape[1] > 1 else float('nan'))
 
 
 __all__ = ['GroundingHead', 'GroundingResult', 'GroundingSample', 'instruction_hidden',
