@@ -20,6 +20,8 @@ node processes). The side camera's mount in the policy config is the simulator's
 views put the table at z = 0 in the base frame: a wrong mount or a swapped view fails that.
 """
 
+from dataclasses import asdict
+import json
 import os
 
 import numpy as np
@@ -102,6 +104,20 @@ def test_a_two_camera_demo_records_both_cameras(demos):
     assert poses[TOPICS.side_camera_pose] == (SIDE_CAMERA_XYZ, SIDE_CAMERA_QUAT,
                                               TOPICS.side_camera_frame)
     assert poses[TOPICS.camera_pose][0] != SIDE_CAMERA_XYZ
+
+
+def test_demos_cached_before_the_side_camera_existed_keep_their_meaning(tmp_path):
+    """A summary.json without side_camera was recorded with one camera: reused, not re-recorded."""
+    old = asdict(DemoSettings())
+    del old['side_camera']
+    rows = [{'bag': 'reach_000000', 'task': 'reach', 'seed': 0, 'target': -1, 'success': False,
+             'steps': 1, 'instruction': 'reach the red cube', 'kept': False}]
+    (tmp_path / 'summary.json').write_text(json.dumps({'settings': old, 'episodes': rows}),
+                                           encoding='utf-8')
+    assert generate(str(tmp_path), [DemoJob('reach', 0)], DemoSettings(), progress=False) == rows
+    with pytest.raises(ValueError, match=r'\(side_camera differ\)'):
+        generate(str(tmp_path), [DemoJob('reach', 0)], DemoSettings(side_camera=True),
+                 progress=False)
 
 
 def test_the_dataset_gives_both_views_in_the_base_frame(demos, config_path):
