@@ -22,8 +22,7 @@ policy is told each episode's mount, as the node learns it from the mount topic)
 checkpoint is one trained with `encoder3d.position_encoding: none`. Prints success with its
 95% Wilson interval per checkpoint, mount and task, and writes them to OUT/ablation_3d.json.
 
-    python bench/ablation_3d.py 3d=CHECKPOINT_3D 2d=CHECKPOINT_2D \\
-        --episodes 30 --shift 5 5 --shift 15 15
+    python bench/ablation_3d.py 3d=DIR_3D 2d=DIR_2D --episodes 30 --shift 5 5 --shift 15 15
 
 The closed-loop flags (--tasks, --episodes, --seed-start, --max-steps, --execute-steps,
 --image-size, ...) mean what they mean in spatialvla_closed_loop; 0 / '' takes each
