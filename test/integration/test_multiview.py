@@ -20,6 +20,7 @@ node processes). The side camera's mount in the policy config is the simulator's
 views put the table at z = 0 in the base frame: a wrong mount or a swapped view fails that.
 """
 
+import dataclasses
 from dataclasses import asdict
 import json
 import os
@@ -29,6 +30,7 @@ import pytest
 from repo_paths import REPO_ROOT
 from rosbags.rosbag2 import Reader
 from spatialvla_ros.data.dataset import load_episodes
+from spatialvla_ros.evaluation import report
 from spatialvla_ros.evaluation.closed_loop import ClosedLoopOptions
 from spatialvla_ros.evaluation.closed_loop import HELD_OUT_SEED_START
 from spatialvla_ros.evaluation.closed_loop import recipe_camera
@@ -137,7 +139,7 @@ def test_the_dataset_gives_both_views_in_the_base_frame(demos, config_path):
     assert abs(np.median(xs[0]) - np.median(xs[1])) < 0.3
 
 
-def test_a_two_camera_policy_trains_and_runs_in_process(checkpoint):
+def test_a_two_camera_policy_trains_and_runs_in_process(checkpoint, tmp_path):
     policy = SpatialVLAPolicy.from_pretrained(checkpoint)
     assert [c.name for c in policy.config.data.cameras] == ['front', 'side']
     # The in-process runner renders the side camera because the policy listens to it.
@@ -148,6 +150,9 @@ def test_a_two_camera_policy_trains_and_runs_in_process(checkpoint):
     camera = recipe_camera(checkpoint)
     assert camera['side_camera'] is True
     assert sim_parameters(ClosedLoopOptions(side_camera=True))['side_camera'] is True
+    path = report.write_closed_loop_report([result], dataclasses.replace(
+        options, side_camera=camera['side_camera'], episodes=1), str(tmp_path))
+    assert '(and the side camera)' in open(path, encoding='utf-8').read()
 
 
 def test_the_policy_node_runs_with_two_cameras_over_dds(checkpoint, tmp_path, ros_env):
