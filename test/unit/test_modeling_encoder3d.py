@@ -121,7 +121,7 @@ def test_2d_ablation_reads_no_points(cfg):
 
 
 def test_2d_ablation_pools_patches_into_the_token_budget(cfg):
-    """V * G * G over max_visual_tokens: each view is average-pooled to the largest grid that fits."""
+    """V * G * G over max_visual_tokens: each view is pooled to the largest grid that fits."""
     grid = cfg.vision.image_size // cfg.vision.patch_size
     budget = 2 * grid * grid - 1                   # one token short for two full grids
     enc2d = make_encoder(cfg, position_encoding='none', max_visual_tokens=budget)
