@@ -39,6 +39,8 @@ import os
 import numpy as np
 
 from spatialvla_ros.evaluation.replay import distribution
+from spatialvla_ros.policies.configuration_policy import PolicyConfig
+from spatialvla_ros.sim.messages import SimTopics
 
 HELD_OUT_SEED_START = 1_000_000
 DEFAULT_IMAGE_SIZE = 128           # the simulator's camera [px] when a checkpoint names none
@@ -58,6 +60,7 @@ class ClosedLoopOptions:
     #                                      (0: a new chunk for every camera frame)
     policy_seed: int = 0                 # noise seed of the policy (-1: fresh noise)
     lockstep: bool = False               # simulated time waits for the policy (reproducible)
+    side_camera: bool = False            # the simulator also renders its fixed side camera
     sim_node: str = '/sim_node'
     policy_node: str = '/policy_node'
     outcome_topic: str = '/spatialvla/episode_outcome'
@@ -118,6 +121,7 @@ def sim_parameters(options):
             'camera_rate_hz': float(options.rate_hz), 'image_width': int(options.image_size),
             'image_height': int(options.image_size), 'camera_fov_deg': float(options.fov_deg),
             'cloud_topic': '', 'lockstep': bool(options.lockstep),
+            'side_camera': bool(options.side_camera),
             'execute_steps': int(options.execute_steps), 'lockstep_peer': options.policy_node}
 
 
@@ -165,14 +169,24 @@ def checkpoint_recipe(checkpoint_dir):
     return recipe
 
 
+def uses_side_camera(data_config):
+    """Tell whether a policy's cameras (its `data:` section) include the simulator's side one."""
+    side = SimTopics().side_color
+    return any(cam.color_topic == side for cam in data_config.cameras)
+
+
 def recipe_camera(checkpoint_dir):
     """Camera and chunk execution a checkpoint was made for (defaults when it says nothing).
 
-    Keys: image_size [px], fov_deg, execute_steps, tasks (make_default_checkpoint writes them).
+    Keys: image_size [px], fov_deg, execute_steps, tasks (make_default_checkpoint writes them),
+    and side_camera: whether the checkpoint's config.yaml listens to the simulator's side camera.
     """
     recipe = checkpoint_recipe(checkpoint_dir) if checkpoint_dir else {}
     out = {'image_size': DEFAULT_IMAGE_SIZE, 'fov_deg': DEFAULT_FOV_DEG, 'execute_steps': 0,
-           'tasks': ('reach',)}
+           'tasks': ('reach',), 'side_camera': False}
+    config = os.path.join(checkpoint_dir, 'config.yaml') if checkpoint_dir else ''
+    if config and os.path.isfile(config):
+        out['side_camera'] = uses_side_camera(PolicyConfig.from_yaml(config).data)
     for key, kind in (('image_size', int), ('fov_deg', float), ('execute_steps', int)):
         if key in recipe:
             out[key] = kind(recipe[key])
@@ -186,4 +200,4 @@ def recipe_camera(checkpoint_dir):
 __all__ = ['ClosedLoopOptions', 'DEFAULT_FOV_DEG', 'DEFAULT_IMAGE_SIZE', 'EpisodeResult',
            'HELD_OUT_SEED_START', 'LOCKSTEP_POLICY_PARAMETERS', 'checkpoint_recipe',
            'policy_overrides', 'recipe_camera', 'sim_parameters', 'summarize',
-           'time_to_success_s', 'wilson_interval']
+           'time_to_success_s', 'uses_side_camera', 'wilson_interval']

@@ -41,9 +41,11 @@ from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.evaluation.closed_loop import ClosedLoopOptions
 from spatialvla_ros.evaluation.closed_loop import EpisodeResult
 from spatialvla_ros.evaluation.closed_loop import time_to_success_s
+from spatialvla_ros.evaluation.closed_loop import uses_side_camera
 from spatialvla_ros.perception.observation_builder import key_topics
 from spatialvla_ros.perception.observation_builder import ObservationBuilder
 from spatialvla_ros.sim.camera import CameraSpec
+from spatialvla_ros.sim.camera import side_camera_spec
 from spatialvla_ros.sim.messages import SimTopics
 from spatialvla_ros.sim.panda_env import PandaEnv
 from spatialvla_ros.sim.rollout import SimEpisode
@@ -58,7 +60,8 @@ def run(policy, tasks, seeds, options=None, progress=None):
         tasks: task names, e.g. ('reach',).
         seeds: episode seeds, the same for every task.
         options: ClosedLoopOptions for the camera, rate, max_steps, execute_steps and the
-            policy's noise seed (its tasks / episodes / seed_start are not used).
+            policy's noise seed (its tasks / episodes / seed_start are not used). The side
+            camera is rendered when options.side_camera says so or the policy listens to it.
         progress: optional `progress(result, done, total)` after each episode.
     """
     options = options or ClosedLoopOptions()
@@ -66,7 +69,10 @@ def run(policy, tasks, seeds, options=None, progress=None):
     config = policy.config
     spec = CameraSpec(width=options.image_size, height=options.image_size,
                       fov_deg=options.fov_deg)
-    env = PandaEnv(spec)
+    side = None
+    if options.side_camera or uses_side_camera(config.data):
+        side = side_camera_spec(spec)
+    env = PandaEnv(spec, side_camera_spec=side)
     topics = SimTopics(cloud='')
     builder = ObservationBuilder(config.data, config.encoder3d, config.action.names,
                                  config.action.state_dim)

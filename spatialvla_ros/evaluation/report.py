@@ -297,7 +297,8 @@ def write_closed_loop_report(results, options, out_dir, notes=(), loop=DDS_LOOP)
     parts += [f'- {loop}; held-out seeds '
               f'{seeds} per task (demonstrations use seeds < 1,000,000)',
               f'- control {options.rate_hz:g} Hz, camera {options.image_size} px / '
-              f'{options.fov_deg:g} deg field of view, max steps '
+              f'{options.fov_deg:g} deg field of view'
+              f'{" (and the side camera)" if options.side_camera else ""}, max steps '
               f'{options.max_steps or "task default"}, executed actions per chunk '
               f'{options.execute_steps or "until the next chunk (every frame)"}', '',
               markdown_table(header, closed_loop_rows(results, options.tasks)), '',

@@ -56,7 +56,9 @@ class VisionConfig:
 
 @dataclass(frozen=True)
 class Encoder3DConfig:
-    position_encoding: Literal['mlp', 'sincos'] = 'mlp'  # LLaVA-3D MLP or SpatialVLA Ego3D sin/cos
+    # LLaVA-3D MLP or SpatialVLA Ego3D sin/cos; 'none' is the 2D ablation: the tower's patch
+    # tokens as they are, no base-frame position and no voxel pooling (the points are not read).
+    position_encoding: Literal['mlp', 'sincos', 'none'] = 'mlp'
     sincos_frequencies: int = 8      # frequencies per axis for 'sincos'
     voxel_size: float = 0.2          # edge of the pooling voxel [m] (LLaVA-3D uses 0.2)
     max_visual_tokens: int = 1024    # deterministic cap on pooled voxels per sample

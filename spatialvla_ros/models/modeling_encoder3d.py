@@ -27,6 +27,11 @@ Deliberate differences to the released LLaVA-3D code:
 - the xyz map is pooled onto the patch grid directly, so any image aspect ratio (portrait too)
   works without rescaling intrinsics.
 
+The 2D ablation (`encoder3d.position_encoding: none`) is the same network without the 3D part:
+no position embedding, no voxel pooling, the points are never read; the tokens are the tower's
+patch features of every view (view by view, row-major), average-pooled to a coarser grid only
+when V * G * G exceeds max_visual_tokens, then the same projector.
+
 Voxel index of a point p: floor((p - origin) / voxel_size) per axis, the convention of Open3D's
 VoxelGrid. LLaVA-3D's round(p / voxel_size) is the same partition with origin = -voxel_size / 2.
 """
@@ -301,6 +306,7 @@ class SpatialVLAEncoder3D(nn.Module):
     Sub-module names follow LLaVA-3D so its checkpoint maps by renaming prefixes:
     vision_tower (transformers tower), position_embedding.position_embedding_head (its
     video_tower.video_tower.positional_embedding), mm_projector (Linear, GELU, Linear).
+    With position_encoding 'none' (the 2D ablation) position_embedding is None.
     """
 
     def __init__(self, vision, enc, out_dim):
@@ -315,8 +321,12 @@ class SpatialVLAEncoder3D(nn.Module):
         self.encoder_config = enc
         self.grid = vision.image_size // vision.patch_size
         self.vision_tower = build_vision_tower(vision)
-        self.position_embedding = PositionEmbedding3D(vision.hidden_size, enc.position_encoding,
-                                                      enc.sincos_frequencies)
+        if enc.position_encoding == 'none':
+            # The 2D ablation has no position head at all: no parameter that could carry xyz.
+            self.position_embedding = None
+        else:
+            self.position_embedding = PositionEmbedding3D(
+                vision.hidden_size, enc.position_encoding, enc.sincos_frequencies)
         self.mm_projector = nn.Sequential(nn.Linear(vision.hidden_size, out_dim), nn.GELU(),
                                           nn.Linear(out_dim, out_dim))
         _, _, mean, std, has_cls = _TOWERS[vision.model_type]
@@ -328,6 +338,11 @@ class SpatialVLAEncoder3D(nn.Module):
     @property
     def num_tokens(self):
         return self.encoder_config.max_visual_tokens
+
+    @property
+    def uses_positions(self):
+        """False for the 2D ablation (position_encoding 'none'): the points are never read."""
+        return self.position_embedding is not None
 
     def preprocess(self, images):
         """(B, V, 3, H, W) RGB in [0, 1] -> (B*V, 3, S, S) normalised tower input."""
@@ -356,6 +371,28 @@ class SpatialVLAEncoder3D(nn.Module):
             raise ValueError(f'vision tower gave {feats.shape[1]} patches, expected {g}x{g}')
         return feats.reshape(b, v, g, g, feats.shape[-1])
 
+    def patch_tokens(self, feats):
+        """
+        2D ablation: patch features (B, V, G, G, C) -> (tokens (B, N, C), mask (B, N)).
+
+        One token per patch, view by view, row-major; when V * G * G exceeds N =
+        max_visual_tokens, each view's grid is average-pooled to the largest g x g with
+        V * g * g <= N. Unused slots are zero, mask False.
+        """
+        b, v, g, _, c = feats.shape
+        n = self.encoder_config.max_visual_tokens
+        if v * g * g > n:
+            g = math.isqrt(n // v)
+            if g < 1:
+                raise ValueError(f'encoder3d.max_visual_tokens: got {n}, expected at least one '
+                                 f'token per camera ({v} cameras) for position_encoding none')
+            grid = feats.reshape(b * v, *feats.shape[2:]).permute(0, 3, 1, 2)   # (BV, C, G, G)
+            feats = F.adaptive_avg_pool2d(grid, g).permute(0, 2, 3, 1)
+        tokens = feats.reshape(b, v * g * g, c)
+        mask = torch.zeros(b, n, dtype=torch.bool, device=feats.device)
+        mask[:, :tokens.shape[1]] = True
+        return F.pad(tokens, (0, 0, 0, n - tokens.shape[1])), mask
+
     def forward(self, images, points, return_centers=False):
         """
         Encode one batch of multi-view observations.
@@ -366,7 +403,8 @@ class SpatialVLAEncoder3D(nn.Module):
             return_centers: also return the (B, N, 3) float32 voxel centres (mean xyz).
 
         Gives (tokens, mask[, centers]): tokens (B, N, out_dim) with N = max_visual_tokens
-        (zero where masked), mask (B, N) bool, centers only when asked.
+        (zero where masked), mask (B, N) bool, centers only when asked (the 2D ablation has
+        none: asking is an error). The 2D ablation checks the points' shape only.
         """
         if images.dim() != 5:
             raise ValueError(f'images: got shape {tuple(images.shape)}, expected (B, V, 3, H, W)')
@@ -374,15 +412,21 @@ class SpatialVLAEncoder3D(nn.Module):
         if points.shape != (b, v, h, w, 3):
             raise ValueError(f'points: got shape {tuple(points.shape)}, expected '
                              f'{(b, v, h, w, 3)} (B, V, H, W of images, then xyz)')
+        if return_centers and not self.uses_positions:
+            raise ValueError('return_centers: encoder3d.position_encoding none (the 2D ablation) '
+                             'has no 3D token centres')
         feats = self.patch_features(images)                             # (B, V, G, G, C)
-        xyz, valid = patch_positions(points, self.grid)                 # (B,V,G,G,3), (B,V,G,G)
-        pe = self.position_embedding(xyz)
-        feats = feats + pe.masked_fill(~valid[..., None], 0).to(feats.dtype)
-        c = feats.shape[-1]
-        enc = self.encoder_config
-        tokens, centers, mask = voxel_pool(
-            feats.reshape(b, -1, c), xyz.reshape(b, -1, 3), valid.reshape(b, -1),
-            enc.voxel_size, enc.workspace_min, enc.max_visual_tokens)
+        if self.uses_positions:
+            xyz, valid = patch_positions(points, self.grid)             # (B,V,G,G,3), (B,V,G,G)
+            pe = self.position_embedding(xyz)
+            feats = feats + pe.masked_fill(~valid[..., None], 0).to(feats.dtype)
+            c = feats.shape[-1]
+            enc = self.encoder_config
+            tokens, centers, mask = voxel_pool(
+                feats.reshape(b, -1, c), xyz.reshape(b, -1, 3), valid.reshape(b, -1),
+                enc.voxel_size, enc.workspace_min, enc.max_visual_tokens)
+        else:
+            tokens, mask = self.patch_tokens(feats)
         proj_dtype = self.mm_projector[0].weight.dtype
         tokens = self.mm_projector(tokens.to(proj_dtype)).masked_fill(~mask[..., None], 0)
         if return_centers:

@@ -54,8 +54,11 @@ from spatialvla_ros.nodes.spin import spin_node
 from spatialvla_ros.perception.messages import rclpy_class
 from spatialvla_ros.sim import messages as sim_msgs
 from spatialvla_ros.sim.camera import CameraSpec
+from spatialvla_ros.sim.camera import side_camera_spec
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_XYZ
+from spatialvla_ros.sim.constants import SIDE_CAMERA_QUAT
+from spatialvla_ros.sim.constants import SIDE_CAMERA_XYZ
 from spatialvla_ros.sim.constants import TASKS
 from spatialvla_ros.sim.expert import PandaIK
 from spatialvla_ros.sim.panda_env import PandaEnv
@@ -90,6 +93,12 @@ PARAMETERS = {
                    'base_from_camera_xyz)', True),
     'camera_quat': (list(DEFAULT_CAMERA_QUAT), 'base_from_camera rotation of the optical frame '
                     '(x, y, z, w; z forward, x right, y down)', True),
+    'side_camera': (False, 'also render a fixed side camera (same size, field of view and '
+                           'clipping as the main one) on the side_* topics', True),
+    'side_camera_xyz': (list(SIDE_CAMERA_XYZ), 'base_from_camera translation of the side '
+                        "camera's optical frame [m] (published on side_camera_pose_topic)", True),
+    'side_camera_quat': (list(SIDE_CAMERA_QUAT), "base_from_camera rotation of the side camera's "
+                         'optical frame (x, y, z, w)', True),
     'renderer': ('tiny', "'tiny' (TinyRenderer) or 'egl' (EGL plugin; falls back to tiny when "
                          'it cannot be loaded)', True),
     'max_lag_s': (0.5, 'if simulated time falls this far behind the node clock, it jumps '
@@ -121,6 +130,15 @@ PARAMETERS = {
     'command_topic': (_TOPICS.command, 'trajectory_msgs/JointTrajectory to execute', True),
     'base_frame': (_TOPICS.base_frame, 'robot base frame id', True),
     'camera_frame': (_TOPICS.camera_frame, 'camera optical frame id', True),
+    'side_color_topic': (_TOPICS.side_color, 'side camera: sensor_msgs/Image rgb8', True),
+    'side_depth_topic': (_TOPICS.side_depth, 'side camera: sensor_msgs/Image 32FC1 depth', True),
+    'side_camera_info_topic': (_TOPICS.side_camera_info, 'side camera: sensor_msgs/CameraInfo',
+                               True),
+    'side_cloud_topic': (_TOPICS.side_cloud, 'side camera: sensor_msgs/PointCloud2 (published '
+                                             'when cloud_topic is not empty)', True),
+    'side_camera_pose_topic': (_TOPICS.side_camera_pose, 'side camera: geometry_msgs/'
+                                                         'TransformStamped, latched', True),
+    'side_camera_frame': (_TOPICS.side_camera_frame, 'side camera optical frame id', True),
 }
 USAGE = """usage: sim_node [--ros-args -p NAME:=VALUE ... | --params-file FILE]
 
@@ -151,7 +169,11 @@ class SimNode(Node):
             joint_states=get('joint_states_topic'), instruction=get('instruction_topic'),
             outcome=get('outcome_topic'), camera_pose=get('camera_pose_topic'),
             expert=get('expert_topic'), command=get('command_topic'),
-            base_frame=get('base_frame'), camera_frame=get('camera_frame'))
+            base_frame=get('base_frame'), camera_frame=get('camera_frame'),
+            side_color=get('side_color_topic'), side_depth=get('side_depth_topic'),
+            side_camera_info=get('side_camera_info_topic'), side_cloud=get('side_cloud_topic'),
+            side_camera_pose=get('side_camera_pose_topic'),
+            side_camera_frame=get('side_camera_frame'))
         spec = CameraSpec(width=get('image_width'), height=get('image_height'),
                           fov_deg=get('camera_fov_deg'), near=get('camera_near'),
                           far=get('camera_far'), xyz=tuple(get('camera_xyz')),
@@ -161,7 +183,10 @@ class SimNode(Node):
         if self._camera_every < 1 or abs(rate / camera_rate - self._camera_every) > 1e-6:
             raise ValueError(f'camera_rate_hz: got {camera_rate}, expected rate_hz={rate} '
                              'divided by a whole number')
-        self.env = PandaEnv(spec, physics_hz=get('physics_hz'))
+        side = None
+        if get('side_camera'):
+            side = side_camera_spec(spec, get('side_camera_xyz'), get('side_camera_quat'))
+        self.env = PandaEnv(spec, physics_hz=get('physics_hz'), side_camera_spec=side)
         self.env.substeps(1.0 / rate)              # validates rate vs physics_hz
         if spec.renderer == 'egl' and self.env.camera.backend != 'egl':
             self.get_logger().warning('EGL renderer not loadable; using TinyRenderer')
@@ -175,7 +200,7 @@ class SimNode(Node):
         # shallower history drops frames still being repaired): bench/dds_camera_qos.py.
         stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._pubs = {}
-        for topic, msgtype, qos in sim_msgs.topic_table(self.topics):
+        for topic, msgtype, qos in sim_msgs.topic_table(self.topics, side is not None):
             self._pubs[topic] = self.create_publisher(
                 rclpy_class(msgtype), topic, latched if qos == sim_msgs.LATCHED else stream)
         # Best effort, depth 1: the QoS of the /clock subscription rclpy makes for use_sim_time.
@@ -199,7 +224,8 @@ class SimNode(Node):
         else:
             self.create_timer(1.0 / rate, self._on_timer)
         self.get_logger().info(
-            f'sim_node: {spec.width}x{spec.height} camera ({self.env.camera.backend}), '
+            f'sim_node: {spec.width}x{spec.height} camera ({self.env.camera.backend})'
+            + ('' if side is None else ' + side camera') + ', '
             f'{rate} Hz, ' + ('lockstep' if self._lockstep else 'real time')
             + ('' if self.episode is None else f', task {self.episode.task.name!r}: '
                                                f'"{self.episode.task.instruction}"'))

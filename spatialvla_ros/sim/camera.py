@@ -28,6 +28,7 @@ renderer's true values (checked against pybullet ray casts in test/test_sim_came
 """
 
 from dataclasses import dataclass
+from dataclasses import replace
 import importlib.util
 import logging
 import math
@@ -37,6 +38,8 @@ import pybullet as p
 
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_XYZ
+from spatialvla_ros.sim.constants import SIDE_CAMERA_QUAT
+from spatialvla_ros.sim.constants import SIDE_CAMERA_XYZ
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +125,11 @@ class CameraSpec:
         mat[:3, :3] = quat_to_matrix(self.quat)
         mat[:3, 3] = self.xyz
         return mat
+
+
+def side_camera_spec(spec, xyz=SIDE_CAMERA_XYZ, quat=SIDE_CAMERA_QUAT):
+    """Return the side camera: `spec`'s size, field of view, clipping and renderer at its mount."""
+    return replace(spec, xyz=tuple(xyz), quat=tuple(quat)).validate()
 
 
 def load_egl_plugin(client):

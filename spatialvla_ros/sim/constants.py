@@ -22,3 +22,9 @@ TASKS = ('reach', 'push', 'pick_place')
 # 6 digits, the values in config/*.yaml data.cameras[0] (policy and simulator agree exactly).
 DEFAULT_CAMERA_XYZ = (0.9, 0.0, 0.85)
 DEFAULT_CAMERA_QUAT = (-0.680305, -0.680305, 0.192836, 0.192836)
+
+# Optional second camera (`side_camera`), fixed: on the robot's left (+y), above the table,
+# looking across the workspace, so heights and the gap under the gripper show. It is
+# look_at((0.45, 0.95, 0.6), (0.45, 0, 0.15)) rounded to 6 digits.
+SIDE_CAMERA_XYZ = (0.45, 0.95, 0.6)
+SIDE_CAMERA_QUAT = (0.0, 0.845011, -0.534749, 0.0)

@@ -20,6 +20,7 @@ identical topics, types and stamps. Topics and frames are configurable through `
 """
 
 from dataclasses import dataclass
+from dataclasses import replace
 import json
 from typing import NamedTuple
 
@@ -34,6 +35,10 @@ from spatialvla_ros.perception.conversions import header_fields
 from spatialvla_ros.perception.conversions import pointcloud2_fields_xyzrgb
 from spatialvla_ros.perception.conversions import rgb_to_image_fields
 from spatialvla_ros.perception.messages import make_message
+from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
+from spatialvla_ros.sim.constants import DEFAULT_CAMERA_XYZ
+from spatialvla_ros.sim.constants import SIDE_CAMERA_QUAT
+from spatialvla_ros.sim.constants import SIDE_CAMERA_XYZ
 
 IMAGE = 'sensor_msgs/msg/Image'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
@@ -70,6 +75,37 @@ class SimTopics:
     command: str = '/joint_trajectory'             # subscribed: trajectories to execute
     base_frame: str = 'panda_link0'
     camera_frame: str = 'camera_color_optical_frame'
+    # The optional side camera (PandaEnv side_camera_spec): the same messages on its own topics.
+    side_color: str = '/side_camera/color/image_raw'
+    side_depth: str = '/side_camera/depth/image_raw'
+    side_camera_info: str = '/side_camera/color/camera_info'
+    side_cloud: str = '/side_camera/depth/points'  # published when `cloud` is
+    side_camera_pose: str = '/spatialvla/side_camera_pose'
+    side_camera_frame: str = 'side_camera_color_optical_frame'
+
+    def data_cameras(self, side_camera=False, xyz=DEFAULT_CAMERA_XYZ, quat=DEFAULT_CAMERA_QUAT):
+        """Return the `data.cameras` entries (dicts) of a policy config for these topics.
+
+        'front' is the main camera at mount (xyz, quat); with side_camera=True, 'side' follows
+        at the side camera's fixed mount. Depth images, not clouds.
+        """
+        out = [{'name': 'front', 'color_topic': self.color, 'depth_topic': self.depth,
+                'camera_info_topic': self.camera_info, 'base_from_camera_xyz': list(xyz),
+                'base_from_camera_quat': list(quat)}]
+        if side_camera:
+            out.append({'name': 'side', 'color_topic': self.side_color,
+                        'depth_topic': self.side_depth,
+                        'camera_info_topic': self.side_camera_info,
+                        'base_from_camera_xyz': list(SIDE_CAMERA_XYZ),
+                        'base_from_camera_quat': list(SIDE_CAMERA_QUAT)})
+        return out
+
+    def side_view(self):
+        """Return these topics with the side camera's in the camera fields (camera_messages)."""
+        return replace(self, color=self.side_color, depth=self.side_depth,
+                       camera_info=self.side_camera_info,
+                       cloud=self.side_cloud if self.cloud else '',
+                       camera_pose=self.side_camera_pose, camera_frame=self.side_camera_frame)
 
 
 class Message(NamedTuple):
@@ -83,13 +119,20 @@ class Message(NamedTuple):
         return bytes(typestore().serialize_cdr(self.msg, self.msgtype))
 
 
-# Topics of one episode in a fixed order, with their types and QoS class (the bag's schema).
-def topic_table(topics):
-    table = [(topics.instruction, STRING, LATCHED), (topics.camera_pose, TRANSFORM, LATCHED),
-             (topics.color, IMAGE, STREAM), (topics.depth, IMAGE, STREAM),
-             (topics.camera_info, CAMERA_INFO, STREAM)]
+def _camera_table(topics):
+    table = [(topics.camera_pose, TRANSFORM, LATCHED), (topics.color, IMAGE, STREAM),
+             (topics.depth, IMAGE, STREAM), (topics.camera_info, CAMERA_INFO, STREAM)]
     if topics.cloud:
         table.append((topics.cloud, POINT_CLOUD, STREAM))
+    return table
+
+
+# Topics of one episode in a fixed order, with their types and QoS class (the bag's schema).
+def topic_table(topics, side_camera=False):
+    """Return the episode's topics; with side_camera=True the side camera's too."""
+    table = [(topics.instruction, STRING, LATCHED)] + _camera_table(topics)
+    if side_camera:
+        table += _camera_table(topics.side_view())
     table += [(topics.joint_states, JOINT_STATE, STREAM), (topics.expert, TRAJECTORY, STREAM),
               (topics.outcome, STRING, STREAM)]
     return table

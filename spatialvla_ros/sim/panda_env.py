@@ -110,11 +110,15 @@ def sample_layout(rng, num_objects=4):
 class PandaEnv:
     """pybullet DIRECT world with the Panda under interpolated position control."""
 
-    def __init__(self, camera_spec=None, physics_hz=240):
+    def __init__(self, camera_spec=None, physics_hz=240, side_camera_spec=None):
+        """camera_spec: the main camera (None: none); side_camera_spec: an optional second one."""
+        if side_camera_spec is not None and camera_spec is None:
+            raise ValueError('side_camera_spec: given without camera_spec (the side camera is '
+                             'a second camera, expected a main camera too)')
         self.physics_hz = int(physics_hz)
         self.client = p.connect(p.DIRECT)
         egl = False
-        if camera_spec is not None and camera_spec.renderer == 'egl':
+        if any(s is not None and s.renderer == 'egl' for s in (camera_spec, side_camera_spec)):
             egl = load_egl_plugin(self.client)      # before any body exists
         cid = self.client
         p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=cid)
@@ -133,6 +137,8 @@ class PandaEnv:
             p.changeDynamics(self.robot, j, lateralFriction=1.5, spinningFriction=0.01,
                              physicsClientId=cid)
         self.camera = Camera(camera_spec, cid, egl) if camera_spec is not None else None
+        self.side_camera = (Camera(side_camera_spec, cid, egl)
+                            if side_camera_spec is not None else None)
         self._pool = {}               # name -> body id of every possible object
         self._saved = None            # pybullet state id of the parked scene
         self.objects = {}             # name -> body id (this episode's objects)

@@ -67,22 +67,29 @@ class SimEpisode:
 
     # --- messages ----------------------------------------------------------------------------
     def start_messages(self):
-        """Latched messages of the episode: the instruction and the camera pose."""
+        """Latched messages of the episode: the instruction and each camera's pose."""
         out = [sim_msgs.string_message(self.topics.instruction, self.task.instruction,
                                        sim_msgs.LATCHED)]
+        for topics, camera in self._cameras():
+            out.append(sim_msgs.camera_pose_message(topics, self.env.time_ns, camera.spec))
+        return out
+
+    def _cameras(self):
+        """(topics, Camera) of every camera of the env: the main one, then the side one."""
+        out = []
         if self.env.camera is not None:
-            out.append(sim_msgs.camera_pose_message(self.topics, self.env.time_ns,
-                                                    self.env.camera.spec))
+            out.append((self.topics, self.env.camera))
+        if self.env.side_camera is not None:
+            out.append((self.topics.side_view(), self.env.side_camera))
         return out
 
     def observe(self, camera=True):
         """Messages of the current tick (camera ones only with camera=True), one stamp."""
         stamp = self.env.time_ns
         out = []
-        if camera and self.env.camera is not None:
-            rgb, depth, _ = self.env.render()
-            out += sim_msgs.camera_messages(self.topics, stamp, rgb, depth,
-                                            self.env.camera.intrinsics())
+        for topics, cam in self._cameras() if camera else ():
+            rgb, depth, _ = cam.render()
+            out += sim_msgs.camera_messages(topics, stamp, rgb, depth, cam.intrinsics())
         pos, vel, eff = self.env.joint_state()
         out.append(sim_msgs.joint_state_message(self.topics, stamp, STATE_NAMES, pos, vel, eff))
         return out

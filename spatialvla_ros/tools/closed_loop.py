@@ -114,7 +114,8 @@ def build_parser():
     return add_closed_loop_arguments(parser)
 
 
-def _run_in_process(checkpoint_dir, options):
+def run_checkpoint_in_process(checkpoint_dir, options, progress=print_progress):
+    """Load a checkpoint as the policy node does and run `options`' episodes in this process."""
     # Deferred: the in-process runner imports torch (2-3 s, hundreds of MiB), which the DDS
     # loop leaves to the policy node's own process; the demo imports this module and should
     # start its nodes without paying for torch here.
@@ -125,8 +126,7 @@ def _run_in_process(checkpoint_dir, options):
     node = default_policy_parameters()
     policy, _, _ = load_policy(checkpoint_dir, node['device'], node['dtype'],
                                node['num_steps'], '', node['num_threads'])
-    return run_in_process(policy, options.tasks, options.seeds(), options,
-                          progress=print_progress)
+    return run_in_process(policy, options.tasks, options.seeds(), options, progress=progress)
 
 
 def main(args=None):
@@ -141,7 +141,7 @@ def main(args=None):
         print(f'spatialvla_closed_loop: error: {exc}', file=sys.stderr)
         return 2
     if ns.in_process:
-        results = _run_in_process(ns.checkpoint, options)
+        results = run_checkpoint_in_process(ns.checkpoint, options)
         loop = 'simulator and policy in one process (no DDS, no latency)'
     else:
         try:
@@ -163,7 +163,8 @@ def main(args=None):
     return 0
 
 
-__all__ = ['build_parser', 'main', 'print_progress', 'run_closed_loop']
+__all__ = ['build_parser', 'main', 'print_progress', 'run_checkpoint_in_process',
+           'run_closed_loop']
 
 if __name__ == '__main__':
     sys.exit(main())

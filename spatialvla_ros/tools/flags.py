@@ -97,7 +97,7 @@ def options_from_args(ns, checkpoint_dir=''):
         execute_steps=ns.execute_steps or recipe['execute_steps'],
         image_size=ns.image_size or recipe['image_size'],
         fov_deg=ns.fov_deg or recipe['fov_deg'], policy_seed=ns.policy_seed,
-        lockstep=bool(ns.lockstep))
+        lockstep=bool(ns.lockstep), side_camera=recipe['side_camera'])
 
 
 __all__ = ['add_closed_loop_arguments', 'options_from_args', 'task_list']

@@ -38,6 +38,7 @@ import sys
 from spatialvla_ros.data.recorder import EpisodeRecorder
 from spatialvla_ros.sim import messages as sim_msgs
 from spatialvla_ros.sim.camera import CameraSpec
+from spatialvla_ros.sim.camera import side_camera_spec
 from spatialvla_ros.sim.constants import TASKS
 from spatialvla_ros.sim.expert import PandaIK
 from spatialvla_ros.sim.panda_env import PandaEnv
@@ -60,6 +61,7 @@ class DemoSettings:
     detour: float = 0.0              # share of targeted reaches that start after a detour
     settle_ticks: int = 0            # ticks still recorded after success
     keep_failed: bool = False        # keep bags of failed episodes (outcome success=false)
+    side_camera: bool = False        # also record the fixed side camera (same size and fov)
 
     def key(self):
         """Return the settings that differ from the defaults, as JSON types: the cache key.
@@ -97,7 +99,8 @@ def _init_worker(settings):
     # One simulator + IK solver per process, reused by its episodes (loading the Panda is slow).
     spec = CameraSpec(width=settings.width, height=settings.height, fov_deg=settings.fov_deg,
                       renderer=settings.renderer)
-    _worker['env'] = PandaEnv(spec)
+    side = side_camera_spec(spec) if settings.side_camera else None
+    _worker['env'] = PandaEnv(spec, side_camera_spec=side)
     _worker['ik'] = PandaIK()
     _worker['topics'] = sim_msgs.SimTopics(cloud=sim_msgs.SimTopics.cloud if settings.cloud
                                            else '')
@@ -108,7 +111,8 @@ def _run_one(args):
     out, job = args
     settings, topics = _worker['settings'], _worker['topics']
     path = os.path.join(out, job.name)
-    recorder = EpisodeRecorder(path, sim_msgs.topic_table(topics), sim_msgs.typestore())
+    recorder = EpisodeRecorder(path, sim_msgs.topic_table(topics, settings.side_camera),
+                               sim_msgs.typestore())
     try:
         task, success, steps = run_episode(
             _worker['env'], job.task, job.seed, T0_NS, settings.rate_hz, topics, _worker['ik'],
@@ -219,6 +223,9 @@ def build_parser():
     parser.add_argument('--renderer', choices=('tiny', 'egl'), default='tiny',
                         help='pybullet renderer (egl falls back to tiny if not loadable)')
     parser.add_argument('--no-cloud', action='store_true', help='do not record the PointCloud2')
+    parser.add_argument('--side-camera', action='store_true',
+                        help='also record the fixed side camera (/side_camera/...: same size and '
+                             'field of view as the main one)')
     parser.add_argument('--keep-failed', action='store_true',
                         help='keep bags of failed episodes (their outcome says success=false)')
     return parser
@@ -232,7 +239,7 @@ def main(args=None):
         return 2
     settings = DemoSettings(width=ns.image_size[0], height=ns.image_size[1], fov_deg=ns.fov_deg,
                             renderer=ns.renderer, rate_hz=ns.rate, cloud=not ns.no_cloud,
-                            keep_failed=ns.keep_failed)
+                            keep_failed=ns.keep_failed, side_camera=ns.side_camera)
     jobs = [DemoJob(ns.tasks[i % len(ns.tasks)], ns.seed_start + i) for i in range(ns.episodes)]
     try:
         results = generate(ns.out, jobs, settings, ns.workers)

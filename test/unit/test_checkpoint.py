@@ -14,6 +14,7 @@
 
 """Checkpoint round trips, strict and named errors, pointer files, file modes, plan mismatch."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -91,6 +92,37 @@ def test_round_trip_gives_identical_actions(plan, tmp_path, tokenizer):
     assert torch.equal(expected, got)
     half, *_ = load_checkpoint(directory, dtype=torch.bfloat16)
     assert half.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize('plan', ['late_gemma', 'late_llama', 'deep_fusion'])
+def test_2d_ablation_round_trips_and_ignores_the_points(plan, tmp_path, tokenizer):
+    """encoder3d.position_encoding none: saved and loaded like any model, blind to xyz."""
+    model3d, cfg3d = tiny(plan)
+    cfg = dataclasses.replace(cfg3d, encoder3d=dataclasses.replace(
+        cfg3d.encoder3d, position_encoding='none')).validate()
+    torch.manual_seed(0)
+    model = SpatialVLAModel(cfg).eval()
+    directory = save_checkpoint(tmp_path / 'ckpt', model, cfg, stats(cfg), tokenizer)
+    loaded, cfg2, _, _ = load_checkpoint(directory, config_class=TrainingConfig)
+    assert cfg2.encoder3d.position_encoding == 'none'
+    assert not any(n.startswith('encoder3d.position_embedding.')
+                   for n in loaded.state_dict())
+    obs = observation(cfg)
+    g = torch.Generator().manual_seed(7)
+    moved = dataclasses.replace(obs, points=torch.rand(obs.points.shape, generator=g) * 3 - 1)
+
+    def sample(net, o):
+        return net.sample_actions(o, generator=torch.Generator().manual_seed(3))
+
+    expected = sample(model, obs)
+    assert torch.equal(sample(loaded, obs), expected)
+    assert torch.equal(sample(loaded, moved), expected)
+    assert not torch.equal(sample(model3d, moved), sample(model3d, obs))
+    # 3D weights under a 2D config are refused with the tensors named, not silently dropped.
+    directory3d = save_checkpoint(tmp_path / 'ckpt3d', model3d, cfg3d, stats(cfg3d), tokenizer)
+    cfg.save_yaml(os.path.join(directory3d, 'config.yaml'))
+    with pytest.raises(CheckpointError, match='encoder3d.position_embedding'):
+        load_checkpoint(directory3d, config_class=TrainingConfig)
 
 
 def test_policy_from_pretrained_matches_in_memory_policy(saved, tokenizer):

@@ -90,6 +90,55 @@ def test_sincos_position_encoding(cfg):
     assert torch.isfinite(tokens).all() and mask.any()
 
 
+def test_2d_ablation_reads_no_points(cfg):
+    """position_encoding none: moved, permuted, random or invalid points change nothing."""
+    enc2d = make_encoder(cfg, position_encoding='none')
+    assert enc2d.position_embedding is None and not enc2d.uses_positions
+    assert not any(k.startswith('position_embedding.') for k in enc2d.state_dict())
+    enc3d_ = make_encoder(cfg)
+    images, points = scene(2, 2, 48, 64)
+    g = torch.Generator().manual_seed(5)
+    variants = {
+        'moved': points + torch.tensor([0.3, -0.2, 0.1]),
+        'permuted': points.flatten(2, 3)[:, :, torch.randperm(48 * 64, generator=g)]
+        .reshape(points.shape),
+        'random': torch.rand(points.shape, generator=g) * 4 - 2,
+        'invalid': torch.full(points.shape, NAN)}
+    with torch.no_grad():
+        tokens, mask = enc2d(images, points)
+        ref3d = enc3d_(images, points)[0]
+        for name, other in variants.items():
+            got, got_mask = enc2d(images, other)
+            assert torch.equal(got, tokens) and torch.equal(got_mask, mask), name
+        assert not torch.equal(enc3d_(images, variants['moved'])[0], ref3d)
+        # The images still matter.
+        assert not torch.equal(enc2d(images.flip(-1), points)[0], tokens)
+    g2 = enc2d.grid ** 2
+    assert mask.shape == (2, cfg.encoder3d.max_visual_tokens)
+    assert (mask.sum(1) == 2 * g2).all() and mask[:, :2 * g2].all()
+    with pytest.raises(ValueError, match='no 3D token centres'):
+        enc2d(images, points, return_centers=True)
+
+
+def test_2d_ablation_pools_patches_into_the_token_budget(cfg):
+    """V * G * G over max_visual_tokens: each view is pooled to the largest grid that fits."""
+    grid = cfg.vision.image_size // cfg.vision.patch_size
+    budget = 2 * grid * grid - 1                   # one token short for two full grids
+    enc2d = make_encoder(cfg, position_encoding='none', max_visual_tokens=budget)
+    images, points = scene(1, 2, 32, 32)
+    with torch.no_grad():
+        tokens, mask = enc2d(images, points)
+        feats = enc2d.patch_features(images)[0].permute(0, 3, 1, 2)  # (V, C, G, G)
+        small = math.isqrt(budget // 2)
+        pooled = torch.nn.functional.adaptive_avg_pool2d(feats, small)
+        expected = enc2d.mm_projector(pooled.permute(0, 2, 3, 1).reshape(1, -1, feats.shape[1]))
+    assert small < grid and int(mask.sum()) == 2 * small * small
+    torch.testing.assert_close(tokens[:, :2 * small * small], expected)
+    assert (tokens[~mask] == 0).all()
+    with pytest.raises(ValueError, match='encoder3d.max_visual_tokens'):
+        make_encoder(cfg, position_encoding='none', max_visual_tokens=1)(images, points)
+
+
 @pytest.mark.parametrize('model_type', ['clip', 'siglip'])
 def test_patch_features_equal_transformers_tower(cfg, model_type):
     """Our resize/normalise/feature-layer path vs the tower called on the HF processor output."""

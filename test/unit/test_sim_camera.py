@@ -32,10 +32,14 @@ from spatialvla_ros.sim import messages as sim_msgs
 from spatialvla_ros.sim.camera import CameraSpec
 from spatialvla_ros.sim.camera import look_at
 from spatialvla_ros.sim.camera import quat_to_matrix
+from spatialvla_ros.sim.camera import side_camera_spec
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_XYZ
+from spatialvla_ros.sim.constants import SIDE_CAMERA_QUAT
+from spatialvla_ros.sim.constants import SIDE_CAMERA_XYZ
 from spatialvla_ros.sim.panda_env import OBJECT_HALF
 from spatialvla_ros.sim.panda_env import PandaEnv
+from spatialvla_ros.sim.rollout import SimEpisode
 from spatialvla_ros.sim.tasks import sample_episode
 
 CONFIG_DIR = os.path.join(REPO_ROOT, 'config')
@@ -224,6 +228,46 @@ def test_default_camera_matches_configs_and_sees_every_object():
             assert env.tray in visible
     finally:
         env.close()
+
+
+def test_side_camera_is_a_second_view_of_the_same_scene():
+    """The optional side camera: its own topics and frame, its mount, every object in view."""
+    xyz, quat = look_at((0.45, 0.95, 0.6), (0.45, 0.0, 0.15))
+    np.testing.assert_allclose(xyz, SIDE_CAMERA_XYZ, atol=1e-6)
+    np.testing.assert_allclose(quat, SIDE_CAMERA_QUAT, atol=1e-6)
+    spec = CameraSpec(width=64, height=48, fov_deg=38.0)
+    side = side_camera_spec(spec)
+    assert (side.width, side.height, side.fov_deg) == (64, 48, 38.0)
+    env = PandaEnv(spec, side_camera_spec=side)
+    topics = sim_msgs.SimTopics()
+    try:
+        episode = SimEpisode(env, 'pick_place', 3, 10**9)
+        start = {m.topic: _decode(m) for m in episode.start_messages()}
+        msgs = {m.topic: _decode(m) for m in episode.observe()}
+        pose = start[topics.side_camera_pose]
+        assert pose.child_frame_id == topics.side_camera_frame
+        assert start[topics.camera_pose].child_frame_id == topics.camera_frame
+        for topic in (topics.side_color, topics.side_depth, topics.side_camera_info,
+                      topics.side_cloud):
+            assert msgs[topic].header.frame_id == topics.side_camera_frame, topic
+        stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for t, m in msgs.items()
+                  if t != topics.joint_states}
+        assert len(stamps) == 1                            # both cameras: one stamp per tick
+        # Unprojected with its own info and mount, the side view's table pixels lie on z = 0.
+        pts, _ = _unproject_to_base(msgs[topics.side_depth], msgs[topics.side_camera_info], pose)
+        _, _, seg = env.side_camera.render()
+        table, _ = _interior(seg, {env.table})
+        assert table.sum() > 100 and np.percentile(np.abs(pts[table][:, 2]), 99) < TOLERANCE
+        assert not np.array_equal(msgs[topics.side_color].data, msgs[topics.color].data)
+        for seed in range(8):
+            env.reset(sample_episode('pick_place', seed)[0], 10**9)
+            _, _, seg = env.side_camera.render()
+            visible = set(np.unique(seg[seg >= 0] & ((1 << 24) - 1)).tolist())
+            assert set(env.objects.values()) | {env.tray} <= visible, f'seed {seed}'
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match='side_camera_spec'):
+        PandaEnv(None, side_camera_spec=side)
 
 
 def test_bad_camera_spec_is_rejected():
