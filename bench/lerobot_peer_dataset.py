@@ -22,7 +22,7 @@ registry (LeRobot 0.4.4 without its dependencies plus what its dataset modules i
 the local CPU build). The worker part runs inside that venv:
 
     python bench/lerobot_peer_dataset.py write OUT   # LeRobot writes OUT + OUT/expected.json
-    python bench/lerobot_peer_dataset.py read ROOT   # LeRobot reads ROOT, prints JSON per frame
+    python bench/lerobot_peer_dataset.py read ROOT   # LeRobotDataset(ROOT): JSON per frame
 
 `write` records 2 episodes (5 and 4 frames, 10 fps) of a 24x32 video camera, a float32 state,
 an action, a 2-D float32 depth map and two tasks, with values that are functions of
@@ -33,6 +33,8 @@ import json
 import os
 import subprocess
 import sys
+
+from peer_lerobot import ensure_peer_venv
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_VENV = os.path.join(REPO, '.lerobot-venv')
@@ -46,24 +48,6 @@ PEER_PACKAGES = (
 EPISODES = (5, 4)
 SIZE = (24, 32)           # height, width
 TASKS = ('pick up the red cube', 'push the blue cube')
-
-
-def ensure_peer_venv(path=PEER_VENV):
-    """Create the LeRobot venv when it is missing (a few minutes, once); return its python."""
-    python = os.path.join(path, 'bin', 'python')
-    probe = [python, '-c', f'import lerobot; assert lerobot.__version__ == "{LEROBOT_VERSION}"']
-    if os.path.exists(python) and subprocess.run(probe, capture_output=True).returncode == 0:
-        return python
-    print(f'creating the LeRobot venv at {path} (LeRobot {LEROBOT_VERSION}) ...',
-          file=sys.stderr, flush=True)
-    base = getattr(sys, '_base_executable', sys.executable)
-    subprocess.run([base, '-m', 'venv', path], check=True)
-    with open(os.path.join(path, '.gitignore'), 'w', encoding='utf-8') as f:
-        f.write('*\n')  # never committed, whatever the repository's .gitignore says
-    pip = [python, '-m', 'pip', 'install', '-q']
-    subprocess.run(pip + ['--no-deps', f'lerobot=={LEROBOT_VERSION}'], check=True)
-    subprocess.run(pip + list(PEER_PACKAGES), check=True)
-    return python
 
 
 def frame_values(episode, frame):
@@ -116,6 +100,7 @@ def write(out):
 
 
 _LIBS = []
+_DECODED = {}          # video path -> [(time, frame)], decoded once (the files are tiny)
 
 
 def _torchvision_without_ops():
@@ -132,20 +117,67 @@ def _torchvision_without_ops():
     _LIBS.append(lib)
 
 
+def _pyav_decoder(video_path, timestamps, tolerance_s, backend=None):
+    """Decode frames as LeRobot's decode_video_frames does, with PyAV.
+
+    Same contract: (N, 3, H, W) float32 in [0, 1], each frame within tolerance_s of its query.
+    LeRobot 0.4.4 decodes with torchcodec or torchvision.io.VideoReader, neither of which
+    loads against the local CPU torch 2.13.
+    """
+    import av
+    import torch
+    frames = []
+    decoded = _DECODED.get(str(video_path))
+    if decoded is None:
+        with av.open(str(video_path)) as container:
+            stream = container.streams.video[0]
+            decoded = _DECODED[str(video_path)] = [
+                (float(f.pts * stream.time_base), f.to_ndarray(format='rgb24'))
+                for f in container.decode(stream)]
+    for t in timestamps:
+        time, image = min(decoded, key=lambda d: abs(d[0] - t))
+        if abs(time - t) > tolerance_s:
+            raise ValueError(f'{video_path}: no frame within {tolerance_s} s of {t} s')
+        frames.append(torch.from_numpy(image).permute(2, 0, 1).float() / 255.0)
+    return torch.stack(frames)
+
+
+def read(root):
+    """Print what LeRobot's own LeRobotDataset hands out for every frame of `root`, as JSON."""
+    from lerobot.datasets import lerobot_dataset
+    lerobot_dataset.decode_video_frames = _pyav_decoder
+    dataset = lerobot_dataset.LeRobotDataset('local/dataset', root=root)
+    frames = []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        frames.append({k: (v.tolist() if hasattr(v, 'tolist') else v) for k, v in item.items()})
+    for frame in frames:
+        for key in dataset.meta.video_keys:
+            frame[key] = [[[round(c * 255) for c in row] for row in plane]
+                          for plane in frame[key]]
+    json.dump({'lerobot': LEROBOT_VERSION, 'num_episodes': dataset.num_episodes,
+               'video_keys': dataset.meta.video_keys, 'frames': frames}, sys.stdout)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2 or argv[0] not in ('write', 'read'):
         print(__doc__, file=sys.stderr)
         return 2
+    # Local files only: without this the hub client waits on the network (minutes offline).
+    os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
     try:
         import lerobot  # noqa: F401
         _torchvision_without_ops()
     except ImportError:
         # Not in the LeRobot venv: create it (once) and run there.
-        python = ensure_peer_venv()
+        python = ensure_peer_venv(PEER_VENV, LEROBOT_VERSION, PEER_PACKAGES)
         return subprocess.run([python, os.path.abspath(__file__)] + argv).returncode
     if argv[0] == 'write':
         write(argv[1])
+    else:
+        read(argv[1])
     return 0
 
 

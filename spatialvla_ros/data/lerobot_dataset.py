@@ -61,6 +61,16 @@ DEFAULT_FEATURES = {
     'index': {'dtype': 'int64', 'shape': [1], 'names': None},
     'task_index': {'dtype': 'int64', 'shape': [1], 'names': None},
 }
+_TASKS_PANDAS = {
+    'index_columns': ['task'],
+    'column_indexes': [{'name': None, 'field_name': None, 'pandas_type': 'unicode',
+                        'numpy_type': 'object', 'metadata': {'encoding': 'UTF-8'}}],
+    'columns': [{'name': 'task_index', 'field_name': 'task_index', 'pandas_type': 'int64',
+                 'numpy_type': 'int64', 'metadata': None},
+                {'name': 'task', 'field_name': 'task', 'pandas_type': 'unicode',
+                 'numpy_type': 'object', 'metadata': None}],
+    'attributes': {}, 'creator': {'library': 'pyarrow', 'version': pa.__version__},
+    'pandas_version': '2.2.3'}
 _INFO_KEYS = ('codebase_version', 'fps', 'features', 'data_path', 'total_episodes',
               'total_frames')
 _EPISODE_KEYS = ('episode_index', 'length', 'data/chunk_index', 'data/file_index',
@@ -331,8 +341,10 @@ class LeRobotWriter:
             self._close_video(key)
         os.makedirs(os.path.join(self.root, 'meta'), exist_ok=True)
         tasks = sorted(self.tasks, key=self.tasks.get)
-        pq.write_table(pa.table({'task_index': pa.array(range(len(tasks)), pa.int64()),
-                                 '__index_level_0__': pa.array(tasks, pa.large_string())}),
+        table = pa.table({'task_index': pa.array(range(len(tasks)), pa.int64()),
+                          'task': pa.array(tasks, pa.large_string())})
+        # The pandas index of LeRobot's tasks DataFrame (it looks tasks up by string).
+        pq.write_table(table.replace_schema_metadata({b'pandas': json.dumps(_TASKS_PANDAS)}),
                        os.path.join(self.root, TASKS_PATH))
         if self.episodes:
             path = os.path.join(self.root, EPISODES_PATH.format(chunk_index=0, file_index=0))

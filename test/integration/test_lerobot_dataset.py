@@ -229,3 +229,34 @@ def test_reads_a_dataset_lerobot_writes_now(tmp_path):
     subprocess.run([sys.executable, PEER_SCRIPT, 'write', out], check=True,
                    capture_output=True, timeout=300)
     check_peer_dataset(out)
+
+
+@pytest.mark.skipif(not os.path.exists(PEER_PYTHON),
+                    reason='LeRobot venv missing (python bench/lerobot_peer_dataset.py write '
+                           'DIR creates .lerobot-venv once, from the package registry)')
+def test_lerobot_reads_the_converted_dataset(converted, config):
+    """Check that LeRobot's own LeRobotDataset hands out what our reader reads, per frame.
+
+    LeRobot's code reads the metadata, the frames (HF datasets with its feature types), the
+    episode index and shifts the video query in time; only its video decoder is replaced
+    by PyAV (see bench/lerobot_peer_dataset.py).
+    """
+    run = subprocess.run([sys.executable, PEER_SCRIPT, 'read', converted['dataset']],
+                         check=True, capture_output=True, timeout=300, text=True)
+    peer = json.loads(run.stdout)
+    reader = LeRobotReader(converted['dataset'])
+    assert peer['num_episodes'] == len(reader)
+    image_key = config.data.cameras[0].dataset_image_key
+    depth_key = config.data.cameras[0].dataset_depth_key
+    keys = [image_key, depth_key, config.data.state_key, config.data.action_key, 'stamp_ns']
+    ours = [reader.episode(e, keys) for e in range(len(reader))]
+    ours = {k: np.concatenate([ep[k] for ep in ours]) for k in keys + ['task', 'episode_index']}
+    assert len(peer['frames']) == len(ours['task'])
+    for i, frame in enumerate(peer['frames']):
+        assert frame['index'] == i and frame['episode_index'] == ours['episode_index'][i]
+        assert frame['task'] == ours['task'][i]
+        assert frame['stamp_ns'] == ours['stamp_ns'][i]
+        for key in (depth_key, config.data.state_key, config.data.action_key):
+            np.testing.assert_array_equal(np.float32(frame[key]), ours[key][i], err_msg=key)
+        np.testing.assert_array_equal(np.uint8(frame[image_key]).transpose(1, 2, 0),
+                                      ours[image_key][i])
