@@ -260,3 +260,35 @@ def test_lerobot_reads_the_converted_dataset(converted, config):
             np.testing.assert_array_equal(np.float32(frame[key]), ours[key][i], err_msg=key)
         np.testing.assert_array_equal(np.uint8(frame[image_key]).transpose(1, 2, 0),
                                       ours[image_key][i])
+
+
+def test_camera_calibration_comes_from_the_config_when_the_dataset_has_none(converted, config,
+                                                                             tmp_path):
+    copy = str(tmp_path / 'uncalibrated')
+    shutil.copytree(converted['dataset'], copy)
+    info_path = os.path.join(copy, 'meta', 'info.json')
+    with open(info_path, encoding='utf-8') as f:
+        meta = json.load(f)
+    key = config.data.cameras[0].dataset_image_key
+    calibration = {k: meta['features'][key]['info'].pop(k) for k in list(
+        meta['features'][key]['info']) if k.startswith('camera.')}
+    with open(info_path, 'w', encoding='utf-8') as f:
+        json.dump(meta, f)
+    with pytest.raises(LeRobotFormatError, match=rf'uncalibrated/meta/info\.json: feature '
+                       rf"'{key}' has no camera intrinsics .*data\.cameras\[front\]\.intrinsics"):
+        load_lerobot_episodes(copy, config)
+    K = np.reshape(calibration['camera.k'], (3, 3))
+    camera = dataclasses.replace(
+        config.data.cameras[0], intrinsics=(K[0, 0], K[1, 1], K[0, 2], K[1, 2]),
+        base_from_camera_xyz=tuple(calibration['camera.base_from_camera_xyz']),
+        base_from_camera_quat=tuple(calibration['camera.base_from_camera_quat']))
+    calibrated = _without(config, cameras=(camera,))
+    from_config, _ = load_lerobot_episodes(copy, calibrated)
+    from_bags, _ = load_episodes(converted['bags'], config)
+    for a, b in zip(from_bags, from_config):
+        assert_same_episode(a, b, IMAGE_MAX_ERROR)
+    # A mount that differs from the recorded one moves every point: the config is used.
+    moved = dataclasses.replace(camera, base_from_camera_xyz=(0.0, 0.0, 0.0),
+                                base_from_camera_quat=(0.0, 0.0, 0.0, 1.0))
+    shifted, _ = load_lerobot_episodes(copy, _without(config, cameras=(moved,)))
+    assert not np.allclose(shifted[0].points[0], from_bags[0].points[0], equal_nan=True)
