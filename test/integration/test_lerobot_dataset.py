@@ -33,6 +33,7 @@ from repo_paths import REPO_ROOT
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import get_typestore
 from rosbags.typesys import Stores
+from spatialvla_ros.data import lerobot_dataset
 from spatialvla_ros.data.bag_episodes import decode_episode
 from spatialvla_ros.data.dataset import EpisodeDataset
 from spatialvla_ros.data.dataset import load_episodes
@@ -262,8 +263,8 @@ def test_lerobot_reads_the_converted_dataset(converted, config):
                                       ours[image_key][i])
 
 
-def test_camera_calibration_comes_from_the_config_when_the_dataset_has_none(converted, config,
-                                                                             tmp_path):
+def test_calibration_comes_from_the_config_when_the_dataset_has_none(converted, config,
+                                                                     tmp_path):
     copy = str(tmp_path / 'uncalibrated')
     shutil.copytree(converted['dataset'], copy)
     info_path = os.path.join(copy, 'meta', 'info.json')
@@ -292,3 +293,40 @@ def test_camera_calibration_comes_from_the_config_when_the_dataset_has_none(conv
                                 base_from_camera_quat=(0.0, 0.0, 0.0, 1.0))
     shifted, _ = load_lerobot_episodes(copy, _without(config, cameras=(moved,)))
     assert not np.allclose(shifted[0].points[0], from_bags[0].points[0], equal_nan=True)
+
+
+def test_files_roll_over_at_their_size_limit_and_read_back(tmp_path, monkeypatch):
+    """Start new files past the size limits; each episode reads back from its own file.
+
+    Limits 0: every episode opens a new data and video file (from_timestamp 0 in each).
+    """
+    monkeypatch.setattr(lerobot_dataset, 'DATA_FILE_MB', 0)
+    monkeypatch.setattr(lerobot_dataset, 'VIDEO_FILE_MB', 0)
+    rng = np.random.default_rng(0)
+    features = {'observation.images.cam': {'dtype': 'video', 'shape': [16, 24, 3]},
+                'observation.state': {'dtype': 'float32', 'shape': [3]},
+                'observation.depth.cam': {'dtype': 'uint16', 'shape': [4, 6]}}
+    ramp = np.add.outer(np.arange(16) * 4, np.arange(24) * 3)[..., None] + [0, 30, 60]
+    episodes = []
+    with lerobot_dataset.LeRobotWriter(tmp_path / 'ds', 10, features) as writer:
+        for e, length in enumerate((4, 6, 5)):
+            frames = {'observation.images.cam': np.uint8([ramp + 5 * t + 20 * e
+                                                          for t in range(length)]),
+                      'observation.state': rng.standard_normal((length, 3)).astype(np.float32),
+                      'observation.depth.cam': rng.integers(0, 65535, (length, 4, 6), np.uint16)}
+            writer.add_episode(frames, [f'task {e}'] * length)
+            episodes.append(frames)
+    reader = LeRobotReader(tmp_path / 'ds')
+    assert [r['data/file_index'] for r in reader.episodes] == [0, 1, 2]
+    assert [r['videos/observation.images.cam/file_index'] for r in reader.episodes] == [0, 1, 2]
+    assert [r['videos/observation.images.cam/from_timestamp'] for r in reader.episodes] == [0] * 3
+    for e, frames in enumerate(episodes):
+        got = reader.episode(e, list(features))
+        np.testing.assert_array_equal(got['observation.state'], frames['observation.state'])
+        np.testing.assert_array_equal(got['observation.depth.cam'],
+                                      frames['observation.depth.cam'])
+        assert got['observation.depth.cam'].dtype == np.uint16
+        error = np.abs(got['observation.images.cam'].astype(np.int16)
+                       - frames['observation.images.cam'])
+        assert error.max() <= IMAGE_MAX_ERROR
+        assert list(got['task']) == [f'task {e}'] * len(frames['observation.state'])
