@@ -52,6 +52,7 @@ setup(
             'spatialvla_compare = spatialvla_ros.tools.compare_plans:main',
             'spatialvla_convert_llava3d = spatialvla_ros.tools.convert_llava3d:main',
             'spatialvla_closed_loop = spatialvla_ros.tools.closed_loop:main',
+            'spatialvla_convert = spatialvla_ros.tools.convert:main',
         ],
     },
 )

@@ -63,22 +63,24 @@ METRICS = (('prefix_s', 'prefix ms', 1e3), ('step_s', 'one step ms', 1e3),
            ('chunk_s', 'chunk ms', 1e3), ('train_s', 'train step ms', 1e3))
 
 
-def ensure_peer_venv(path=PEER_VENV):
-    """Create the pi0 venv when it is missing (a few minutes, once); return its python."""
+def ensure_peer_venv(path=PEER_VENV, lerobot_version='0.3.2', packages=PEER_PACKAGES):
+    """Create a LeRobot venv when it is missing (a few minutes, once); return its python.
+
+    LeRobot `lerobot_version` goes in without its dependencies, `packages` with theirs.
+    """
     python = os.path.join(path, 'bin', 'python')
-    probe = [python, '-c', 'import lerobot, transformers; '
-             'assert lerobot.__version__ == "0.3.2"']
+    probe = [python, '-c', f'import lerobot; assert lerobot.__version__ == "{lerobot_version}"']
     if os.path.exists(python) and subprocess.run(probe, capture_output=True).returncode == 0:
         return python
-    print(f'creating the pi0 venv at {path} (LeRobot 0.3.2, transformers 4.52) ...',
-          file=sys.stderr, flush=True)
+    print(f'creating the venv at {path} (LeRobot {lerobot_version}) ...', file=sys.stderr,
+          flush=True)
     base = getattr(sys, '_base_executable', sys.executable)
     subprocess.run([base, '-m', 'venv', path], check=True)
     with open(os.path.join(path, '.gitignore'), 'w', encoding='utf-8') as f:
         f.write('*\n')  # never committed, whatever the repository's .gitignore says
     pip = [python, '-m', 'pip', 'install', '-q']
-    subprocess.run(pip + list(PEER_PACKAGES), check=True)
-    subprocess.run(pip + ['--no-deps', 'lerobot==0.3.2'], check=True)
+    subprocess.run(pip + list(packages), check=True)
+    subprocess.run(pip + ['--no-deps', f'lerobot=={lerobot_version}'], check=True)
     subprocess.run(probe, check=True)
     return python
 

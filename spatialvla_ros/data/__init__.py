@@ -18,9 +18,12 @@ Modules in reading order: `bag_reader` opens a bag with rosbags and finds bags i
 `bag_episodes` decodes one bag into an `Episode` (observations, states, action chunks) with
 the policy node's own synchroniser and observation builder; `dataset` decodes every bag once,
 caches it as .npz, splits train / held-out and indexes global batches; `recorder` writes
-episodes as rosbag2 (the demo generator's output). Exported here: the bag reading and
-writing API, which loads no torch (the demo generator's workers use it); `bag_episodes` and
-`dataset` load torch through core_types, so import them from their modules.
+episodes as rosbag2 (the demo generator's output); `lerobot_dataset` writes and reads LeRobot
+v3 datasets (Parquet + MP4, pyarrow + PyAV) and `lerobot_episodes` maps them to and from
+decoded episodes and bags (the trainer's second source, `spatialvla_convert`). Exported here:
+the bag reading and writing API, which loads no torch (the demo generator's workers use it);
+`bag_episodes`, `dataset` and `lerobot_episodes` load torch through core_types and
+`lerobot_dataset` loads pyarrow and PyAV, so import them from their modules.
 """
 
 from .bag_reader import BagError

@@ -64,6 +64,13 @@ class Episode:
     instructions: np.ndarray  # (T,) str
     camera_names: tuple
     warnings: tuple = ()
+    # Only with decode_episode(keep_raw=True) (the dataset converter), V entries each: depth
+    # (T, H, W) float32 metres as decoded, the CameraInfo K (T, 3, 3) float64 and its size
+    # (T, 2) int64 (width, height), and the depth Image encoding ('32FC1' | '16UC1').
+    depths: tuple = ()
+    camera_k: tuple = ()
+    camera_size: tuple = ()
+    depth_encodings: tuple = ()
 
     def __len__(self):
         return int(self.states.shape[0])
@@ -172,7 +179,7 @@ def _camera_info_latched(index, data):
     return False
 
 
-def decode_episode(path, config, points_dtype=np.float32, skip_failed=True):
+def decode_episode(path, config, points_dtype=np.float32, skip_failed=True, keep_raw=False):
     """Decode one bag into an `Episode`, or None when the episode has to be skipped.
 
     Args:
@@ -180,6 +187,8 @@ def decode_episode(path, config, points_dtype=np.float32, skip_failed=True):
         config: PolicyConfig (data topics, action names / chunk / dt, depth range).
         points_dtype: storage dtype of the xyz maps (float16 halves the cache).
         skip_failed: skip episodes whose /spatialvla/episode_outcome says success=false.
+        keep_raw: also keep each frame's decoded depth and CameraInfo (Episode.depths, ...);
+            depth cameras only (a cloud camera raises BagError).
 
     Raises:
         BagError: the bag cannot be read or lacks a configured topic (names the bag, the
@@ -189,6 +198,10 @@ def decode_episode(path, config, points_dtype=np.float32, skip_failed=True):
     warn = _Warnings()
     with BagFile(path) as bag:
         path = bag.path
+        clouds = [c.name for c in data.cameras if not c.depth_topic]
+        if keep_raw and clouds:
+            raise BagError(f'{path}: camera(s) {clouds} give a PointCloud2; only depth images '
+                           'are kept raw (set data.cameras[].depth_topic)')
         cam_topics = key_topics(data, include_camera_info=True)
         small = [data.state_topic, data.instruction_topic, data.action_topic]
         small += [c.camera_info_topic for c in data.cameras]
@@ -212,11 +225,23 @@ def decode_episode(path, config, points_dtype=np.float32, skip_failed=True):
                      f'only {len(sets)} synchronised camera set(s) (slop {data.sync_slop} s); '
                      'episode skipped (needs >= 2 frames)')
             return None, warn
-        frames = _build_frames(bag, sets, keys, index, config, latched, warn)
+        frames = _build_frames(bag, sets, keys, index, config, latched, warn, keep_raw)
     return _assemble(path, frames, data, points_dtype, warn), warn
 
 
-def _build_frames(bag, sets, keys, index, config, latched, warn):
+def _raw_arrays(builder, messages, cam_infos, data):
+    """Return the decoded depth (metres), K, size and depth encoding per camera of a frame."""
+    out = []
+    for cam in data.cameras:
+        depth_msg = messages[f'{cam.name}/depth']
+        info = messages.get(f'{cam.name}/camera_info') or cam_infos[cam.name]
+        K, width, height = builder.decode(f'{cam.name}/camera_info', info)
+        out.append((builder.decode(f'{cam.name}/depth', depth_msg), K, (width, height),
+                    depth_msg.encoding))
+    return out
+
+
+def _build_frames(bag, sets, keys, index, config, latched, warn, keep_raw=False):
     """Fetch each set's camera messages and build (observation, chunk, mask) per frame."""
     data, act, path = config.data, config.action, bag.path
     slop_ns = int(round(data.sync_slop * NS_PER_S))
@@ -267,7 +292,8 @@ def _build_frames(bag, sets, keys, index, config, latched, warn):
             warn.add(path, data.action_topic, stamp, 'no commanded action within dt/2 of the '
                      'frame; frame skipped')
             continue
-        frames[n] = (obs, chunk, mask)
+        raw = _raw_arrays(builder, messages, cam_infos, data) if keep_raw else None
+        frames[n] = (obs, chunk, mask, raw)
     return frames
 
 
@@ -300,6 +326,14 @@ def _assemble(path, frames, data, points_dtype, warn):
         return None
     obs = [frames[n][0] for n in order]
     num_cams = len(data.cameras)
+    raw = {}
+    if frames[order[0]][3] is not None:
+        per_cam = [[frames[n][3][v] for n in order] for v in range(num_cams)]
+        raw = {'depths': tuple(np.stack([r[0] for r in rows]) for rows in per_cam),
+               'camera_k': tuple(np.stack([r[1] for r in rows]) for rows in per_cam),
+               'camera_size': tuple(np.asarray([r[2] for r in rows], dtype=np.int64)
+                                    for rows in per_cam),
+               'depth_encodings': tuple(rows[0][3] for rows in per_cam)}
     return Episode(
         path=path,
         images=tuple(np.stack([o.images[v] for o in obs]) for v in range(num_cams)),
@@ -311,7 +345,7 @@ def _assemble(path, frames, data, points_dtype, warn):
         stamps=np.asarray([o.stamp_ns for o in obs], dtype=np.int64),
         instructions=np.asarray([o.instruction for o in obs]),
         camera_names=tuple(c.name for c in data.cameras),
-        warnings=tuple(warn))
+        warnings=tuple(warn), **raw)
 
 
 __all__ = ['Episode', 'OUTCOME_TOPIC', 'action_chunk', 'decode_episode']

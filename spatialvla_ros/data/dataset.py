@@ -36,6 +36,8 @@ from spatialvla_ros.data.bag_episodes import decode_episode
 from spatialvla_ros.data.bag_episodes import Episode
 from spatialvla_ros.data.bag_reader import bag_mtime_ns
 from spatialvla_ros.data.bag_reader import find_bags
+from spatialvla_ros.data.lerobot_dataset import is_lerobot_dataset
+from spatialvla_ros.data.lerobot_episodes import load_lerobot_episodes
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +99,26 @@ def load_episode(filename, path):
 
 
 def load_episodes(paths, config, cache_dir=None, points_dtype=np.float32, skip_failed=True):
-    """Decode (or read from the cache) every bag under `paths`.
+    """Decode (or read from the cache) every bag under `paths`; read LeRobot v3 datasets.
+
+    Each path is a bag, a folder of bags, or a LeRobot v3 dataset directory (meta/info.json).
 
     Returns:
         (episodes, warnings): the usable episodes in path order and every warning raised.
     """
     episodes, warnings = [], []
+    for path in paths:
+        if is_lerobot_dataset(path):
+            # Not cached: a LeRobot dataset is already decoded data (video + parquet).
+            found, warn = load_lerobot_episodes(path, config, points_dtype)
+            episodes.extend(found)
+            warnings.extend(warn)
+        else:
+            _load_bags([path], config, cache_dir, points_dtype, skip_failed, episodes, warnings)
+    return episodes, warnings
+
+
+def _load_bags(paths, config, cache_dir, points_dtype, skip_failed, episodes, warnings):
     for path in find_bags(paths):
         filename = None
         if cache_dir:
@@ -122,7 +138,6 @@ def load_episodes(paths, config, cache_dir=None, points_dtype=np.float32, skip_f
             save_episode(episode, filename)
         if episode is not None:
             episodes.append(episode)
-    return episodes, warnings
 
 
 def split_episodes(episodes, val_fraction, seed):

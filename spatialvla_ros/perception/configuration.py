@@ -15,7 +15,8 @@
 """Which ROS topics are a policy's observation, state, instruction and action (ROS-free).
 
 The `data:` section of an experiment's / checkpoint's `config.yaml`: read by the observation
-builder, the bag reader, the policy node and the trainer alike.
+builder, the bag reader, the policy node and the trainer alike. It also names the keys of a
+LeRobot v3 dataset (`*_key`), read by the trainer and the converter where a bag has topics.
 """
 
 from dataclasses import dataclass
@@ -33,6 +34,20 @@ class CameraConfig:
     # Camera-to-base transform: translation [m] and quaternion (x, y, z, w).
     base_from_camera_xyz: tuple = (0.0, 0.0, 0.0)
     base_from_camera_quat: tuple = (0.0, 0.0, 0.0, 1.0)
+    # LeRobot v3 dataset keys of this camera ('' = observation.images.<name> and
+    # observation.depth.<name>), and the pinhole intrinsics (fx, fy, cx, cy) [px] used when the
+    # dataset carries none (a dataset written by spatialvla_convert carries its camera_info).
+    image_key: str = ''
+    depth_key: str = ''
+    intrinsics: tuple = ()
+
+    @property
+    def dataset_image_key(self):
+        return self.image_key or f'observation.images.{self.name}'
+
+    @property
+    def dataset_depth_key(self):
+        return self.depth_key or f'observation.depth.{self.name}'
 
     def validate(self, prefix):
         require(bool(self.color_topic), f'{prefix}.color_topic', self.color_topic,
@@ -47,6 +62,9 @@ class CameraConfig:
         norm = sum(q * q for q in self.base_from_camera_quat) ** 0.5
         require(abs(norm - 1.0) < 1e-3, f'{prefix}.base_from_camera_quat',
                 self.base_from_camera_quat, 'a unit quaternion')
+        require(len(self.intrinsics) in (0, 4) and all(v > 0 for v in self.intrinsics[:2]),
+                f'{prefix}.intrinsics', self.intrinsics,
+                '[] (from the dataset) or [fx, fy, cx, cy] in pixels, fx, fy > 0')
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,9 @@ class DataConfig:
     instruction_topic: str = '/spatialvla/instruction'
     action_topic: str = '/spatialvla/expert_trajectory'  # JointTrajectory commanded in the demos
     sync_slop: float = 0.02          # max stamp difference inside one synchronised set [s]
+    # LeRobot v3 dataset keys of the state and the action (the task string is the instruction).
+    state_key: str = 'observation.state'
+    action_key: str = 'action'
 
     def validate(self, prefix):
         require(len(self.cameras) >= 1, f'{prefix}.cameras', self.cameras, 'at least one camera')
@@ -66,3 +87,5 @@ class DataConfig:
         for i, cam in enumerate(self.cameras):
             cam.validate(f'{prefix}.cameras[{i}]')
         require(self.sync_slop >= 0, f'{prefix}.sync_slop', self.sync_slop, 'a value >= 0 [s]')
+        require(bool(self.state_key), f'{prefix}.state_key', self.state_key, 'a dataset key')
+        require(bool(self.action_key), f'{prefix}.action_key', self.action_key, 'a dataset key')

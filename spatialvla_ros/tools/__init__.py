@@ -15,7 +15,8 @@
 """Command-line tools (console scripts), each a `main(argv)` over the rooms below.
 
 `policy_launch` (start the policy node without ros2 launch), `demo`, `generate_demos`,
-`make_default_checkpoint`, `train`, `closed_loop`, `compare_plans`, `replay_eval`, with
+`make_default_checkpoint`, `train`, `closed_loop`, `compare_plans`, `replay_eval`, `convert`
+(rosbag2 <-> LeRobot v3), with
 `processes` (starting and stopping node processes for them). Nothing is re-exported: each tool
 is imported by its own path.
 """

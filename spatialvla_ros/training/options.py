@@ -46,8 +46,8 @@ class TrainOptions:
     """Runtime options of a training run; 0 / -1 / '' take the value of the config file."""
 
     config: str = _option('', 'experiment YAML (config/late_gemma.yaml, ...)', required=True)
-    data: tuple = _option((), 'rosbag2 directories, or folders of them (mcap or sqlite3)',
-                          required=True)
+    data: tuple = _option((), 'rosbag2 directories, or folders of them (mcap or sqlite3), or '
+                          'LeRobot v3 dataset directories', required=True)
     out_dir: str = _option('runs/train',
                            'run directory: checkpoints/, train_log.csv, plot, cache/')
     strategy: str = _option('single', 'single | ddp | fsdp (ddp / fsdp: launch with torchrun)',
