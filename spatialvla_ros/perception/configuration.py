@@ -30,9 +30,13 @@ class CameraConfig:
     depth_topic: str = '/camera/depth/image_raw'      # '' when the camera gives a cloud
     camera_info_topic: str = '/camera/color/camera_info'
     cloud_topic: str = ''                             # PointCloud2 instead of depth ('' = off)
-    # Camera-to-base transform: translation [m] and quaternion (x, y, z, w).
+    # Camera-to-base transform: translation [m] and quaternion (x, y, z, w). The mount in
+    # force until a mount message for `frame_id` arrives on DataConfig.camera_pose_topic.
     base_from_camera_xyz: tuple = (0.0, 0.0, 0.0)
     base_from_camera_quat: tuple = (0.0, 0.0, 0.0, 1.0)
+    # The optical frame: the child_frame_id of this camera's mount messages ('' = the config's
+    # mount only; the simulator's and a RealSense driver's colour optical frame by default).
+    frame_id: str = 'camera_color_optical_frame'
 
     def validate(self, prefix):
         require(bool(self.color_topic), f'{prefix}.color_topic', self.color_topic,
@@ -58,6 +62,10 @@ class DataConfig:
     instruction_topic: str = '/spatialvla/instruction'
     action_topic: str = '/spatialvla/expert_trajectory'  # JointTrajectory commanded in the demos
     sync_slop: float = 0.02          # max stamp difference inside one synchronised set [s]
+    # geometry_msgs/TransformStamped base_frame -> camera optical frame: each camera's mount
+    # (the simulator publishes it per episode; the bag reader trains with each episode's own).
+    camera_pose_topic: str = '/spatialvla/camera_pose'  # '' = the config's mounts only
+    base_frame: str = 'panda_link0'  # frame of the mounts and the 3D points ('' = any)
 
     def validate(self, prefix):
         require(len(self.cameras) >= 1, f'{prefix}.cameras', self.cameras, 'at least one camera')
@@ -65,4 +73,10 @@ class DataConfig:
         require(len(set(names)) == len(names), f'{prefix}.cameras', names, 'unique camera names')
         for i, cam in enumerate(self.cameras):
             cam.validate(f'{prefix}.cameras[{i}]')
+        frames = [c.frame_id for c in self.cameras if c.frame_id]
+        for i, cam in enumerate(self.cameras):
+            require(not cam.frame_id or frames.count(cam.frame_id) == 1,
+                    f'{prefix}.cameras[{i}].frame_id', cam.frame_id,
+                    "a frame no other camera has (a mount message names one camera); '' for "
+                    "a camera whose mount is the config's only")
         require(self.sync_slop >= 0, f'{prefix}.sync_slop', self.sync_slop, 'a value >= 0 [s]')
