@@ -187,8 +187,7 @@ class PolicyNode(Node):
 
     def _on_camera_pose(self, msg):
         if self._session is not None:
-            self._session.camera_pose(self._pose_topic, msg,
-                                      self.get_clock().now().nanoseconds)
+            self._session.camera_pose(self._pose_topic, msg)
 
     def _on_instruction(self, msg):
         self._session.instruction(self._instruction_topic, msg.data)

@@ -71,9 +71,9 @@ NODE_PARAMETERS = (
     NodeParameter('instruction_topic', '', 'std_msgs/String instruction topic, transient-local '
                   "('': the checkpoint's data.instruction_topic)."),
     NodeParameter('camera_pose_topic', '', 'geometry_msgs/TransformStamped camera mounts '
-                  '(header.frame_id: the base frame, child_frame_id: a camera\'s frame_id), '
+                  "(header.frame_id: the base frame, child_frame_id: a camera's frame_id), "
                   "transient-local ('': the checkpoint's data.camera_pose_topic). The newest "
-                  "valid mount of a camera replaces its cameras.<name>.base_from_camera_* "
+                  'valid mount of a camera replaces its cameras.<name>.base_from_camera_* '
                   'without a restart.'),
     NodeParameter('base_frame', '', "Frame of the mounts and the 3D points ('': the "
                   "checkpoint's data.base_frame); a mount in another frame is rejected "
@@ -124,7 +124,8 @@ CAMERA_PARAMETERS = (
     ('base_from_camera_xyz', 'Camera-to-base translation [m] (x, y, z).'),
     ('base_from_camera_quat', 'Camera-to-base rotation quaternion (x, y, z, w).'),
     ('frame_id', "Optical frame: the child_frame_id of this camera's mounts on "
-                 "camera_pose_topic ('' = the configured mount only)."),
+                 "camera_pose_topic ('': camera_color_optical_frame for the first camera, the "
+                 'configured mount only for the others).'),
 )
 
 

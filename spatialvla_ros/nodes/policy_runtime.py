@@ -328,7 +328,7 @@ class LiveInputs:
                    require_mounts=require_mounts, max_mount_age_s=max_mount_age_s)
 
     def reset(self, timeout_s, future_tolerance_s):
-        """Start afresh (activate): stamps, queued sets, watchdog; keep state, instruction, mounts."""
+        """Start afresh (activate): stamps, sets, watchdog; keep state, instruction, mounts."""
         self.stamps = StampChecker(future_tolerance_s)
         self.watchdog = InputWatchdog(timeout_s, clock=self.clock)
         self.watchdog.reset(self.topics + [SYNC_INPUT])
@@ -354,12 +354,19 @@ class LiveInputs:
         return Job(matched.stamp_ns, matched.messages, self.state, instruction, received,
                    mounts.snapshot(matched.stamp_ns, self.max_mount_age_s))
 
-    def camera_pose(self, topic, msg, now_ns):
-        """Take a camera mount message; return the name of the camera it mounts."""
+    def camera_pose(self, topic, msg):
+        """Take a camera mount message; return the name of the camera it mounts.
+
+        Its stamp is not judged by the clock (a latched mount can come before the first
+        /clock message), only against the mount in force: an older one is out of order.
+        """
         camera, mount = self.builder.mounts.parse(msg, topic)
-        key = f'{topic} ({mount.child_frame_id})'  # stamps go forward per camera
-        self.stamps.check(key, mount.stamp_ns, now_ns)
-        self.stamps.commit(key, mount.stamp_ns)
+        current = self.builder.mounts.latest.get(camera)
+        if current is not None and mount.stamp_ns < current.stamp_ns:
+            raise MessageError('out_of_order', (
+                f'{topic}.header.stamp: the mount of camera {camera!r} is '
+                f'{(current.stamp_ns - mount.stamp_ns) / 1e9:.3f} s older than the one in '
+                'force'))
         self.builder.mounts.latest[camera] = mount
         return camera
 
@@ -560,10 +567,10 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - no input may kill the node
             self.reject(topic, exc)
 
-    def camera_pose(self, topic, msg, now_ns):
+    def camera_pose(self, topic, msg):
         """Take a camera mount (also while inactive: it is latched and comes once)."""
         try:
-            camera = self.live.camera_pose(topic, msg, now_ns)
+            camera = self.live.camera_pose(topic, msg)
         except Exception as exc:  # noqa: BLE001 - no input may kill the node
             self.reject(topic, exc)
             return

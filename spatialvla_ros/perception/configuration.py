@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from spatialvla_ros.typed_config import require
 
+DEFAULT_FRAME = 'camera_color_optical_frame'   # the first camera's optical frame by default
+
 
 @dataclass(frozen=True)
 class CameraConfig:
@@ -34,9 +36,9 @@ class CameraConfig:
     # force until a mount message for `frame_id` arrives on DataConfig.camera_pose_topic.
     base_from_camera_xyz: tuple = (0.0, 0.0, 0.0)
     base_from_camera_quat: tuple = (0.0, 0.0, 0.0, 1.0)
-    # The optical frame: the child_frame_id of this camera's mount messages ('' = the config's
-    # mount only; the simulator's and a RealSense driver's colour optical frame by default).
-    frame_id: str = 'camera_color_optical_frame'
+    # The optical frame: the child_frame_id of this camera's mount messages. '': DEFAULT_FRAME
+    # for cameras[0], the config's mount only for any other camera (DataConfig.camera_frames).
+    frame_id: str = ''
 
     def validate(self, prefix):
         require(bool(self.color_topic), f'{prefix}.color_topic', self.color_topic,
@@ -73,10 +75,23 @@ class DataConfig:
         require(len(set(names)) == len(names), f'{prefix}.cameras', names, 'unique camera names')
         for i, cam in enumerate(self.cameras):
             cam.validate(f'{prefix}.cameras[{i}]')
-        frames = [c.frame_id for c in self.cameras if c.frame_id]
+        frames = list(self.camera_frames().values())
         for i, cam in enumerate(self.cameras):
-            require(not cam.frame_id or frames.count(cam.frame_id) == 1,
-                    f'{prefix}.cameras[{i}].frame_id', cam.frame_id,
-                    "a frame no other camera has (a mount message names one camera); '' for "
-                    "a camera whose mount is the config's only")
+            frame = self.camera_frames().get(cam.name)
+            require(frame is None or frames.count(frame) == 1,
+                    f'{prefix}.cameras[{i}].frame_id', cam.frame_id or frame,
+                    'a frame no other camera has (a mount message names one camera)')
+
+    def camera_frames(self):
+        """{camera name: optical frame of its mount messages}; cameras without one are left out.
+
+        A camera's frame_id, else DEFAULT_FRAME for the first camera (the simulator's and a
+        RealSense driver's colour optical frame); none without camera_pose_topic.
+        """
+        if not self.camera_pose_topic:
+            return {}
+        frames = {c.name: c.frame_id for c in self.cameras if c.frame_id}
+        if not self.cameras[0].frame_id:
+            frames[self.cameras[0].name] = DEFAULT_FRAME
+        return frames
         require(self.sync_slop >= 0, f'{prefix}.sync_slop', self.sync_slop, 'a value >= 0 [s]')

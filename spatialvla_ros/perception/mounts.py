@@ -16,7 +16,7 @@
 
 A camera mount can move between episodes (a repositioned tripod, a randomised simulator
 camera): it comes as geometry_msgs/TransformStamped on `DataConfig.camera_pose_topic`, header
-frame = the base frame, child frame = the camera's optical frame (`CameraConfig.frame_id`).
+frame = the base frame, child frame = the camera's optical frame (`DataConfig.camera_frames`).
 `CameraMounts` keeps the newest valid one per camera; a camera without one keeps the config's
 mount. The policy node, the in-process runner and the bag reader all read mounts through it.
 """
@@ -42,7 +42,7 @@ class CameraMounts:
                 cam.base_from_camera_xyz, cam.base_from_camera_quat,
                 f'data.cameras[{cam.name}].base_from_camera')
             for cam in data_config.cameras}
-        self.frames = {cam.frame_id: cam.name for cam in data_config.cameras if cam.frame_id}
+        self.frames = {frame: name for name, frame in data_config.camera_frames().items()}
         self.latest = {}     # camera name -> conversions.Mount of the newest valid message
 
     def parse(self, msg, what=None):

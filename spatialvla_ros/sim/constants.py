@@ -22,3 +22,8 @@ TASKS = ('reach', 'push', 'pick_place')
 # 6 digits, the values in config/*.yaml data.cameras[0] (policy and simulator agree exactly).
 DEFAULT_CAMERA_XYZ = (0.9, 0.0, 0.85)
 DEFAULT_CAMERA_QUAT = (-0.680305, -0.680305, 0.192836, 0.192836)
+# The point the default camera looks at; a randomised mount turns about it
+# (`sim.camera.CameraSpec.jittered`), so it stays near the image centre.
+CAMERA_TARGET = (0.45, 0.0, 0.12)
+WORKSPACE_X = (0.35, 0.65)          # where objects are placed on the table (z = 0) [m]
+WORKSPACE_Y = (-0.24, 0.24)
