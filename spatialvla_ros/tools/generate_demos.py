@@ -42,6 +42,7 @@ from spatialvla_ros.sim.expert import PandaIK
 from spatialvla_ros.sim.panda_env import PandaEnv
 from spatialvla_ros.sim.rollout import run_episode
 from spatialvla_ros.sim.rollout import T0_NS
+from spatialvla_ros.tools.flags import non_negative
 from spatialvla_ros.tools.flags import task_list
 from tqdm import tqdm
 
@@ -59,6 +60,11 @@ class DemoSettings:
     detour: float = 0.0              # share of targeted reaches that start after a detour
     settle_ticks: int = 0            # ticks still recorded after success
     keep_failed: bool = False        # keep bags of failed episodes (outcome success=false)
+    # Camera mount per episode: up to this offset per axis [cm] and turn about each axis [deg]
+    # from the nominal mount, drawn from the episode seed (`sim.camera.CameraSpec.jittered`)
+    # and recorded on the mount topic, from which training takes each episode's own mount.
+    camera_jitter_cm: float = 0.0
+    camera_jitter_deg: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,7 @@ def _init_worker(settings):
     # One simulator + IK solver per process, reused by its episodes (loading the Panda is slow).
     spec = CameraSpec(width=settings.width, height=settings.height, fov_deg=settings.fov_deg,
                       renderer=settings.renderer)
+    _worker['camera'] = spec
     _worker['env'] = PandaEnv(spec)
     _worker['ik'] = PandaIK()
     _worker['topics'] = sim_msgs.SimTopics(cloud=sim_msgs.SimTopics.cloud if settings.cloud
@@ -94,6 +101,8 @@ def _run_one(args):
     settings, topics = _worker['settings'], _worker['topics']
     path = os.path.join(out, job.name)
     recorder = EpisodeRecorder(path, sim_msgs.topic_table(topics), sim_msgs.typestore())
+    _worker['env'].set_camera(_worker['camera'].jittered(
+        job.seed, settings.camera_jitter_cm / 100.0, settings.camera_jitter_deg))
     try:
         task, success, steps = run_episode(
             _worker['env'], job.task, job.seed, T0_NS, settings.rate_hz, topics, _worker['ik'],
@@ -116,8 +125,9 @@ def _read_summary(out, settings):
     with open(path, encoding='utf-8') as f:
         data = json.load(f)
     rows = data.get('episodes', [])
-    if rows and data.get('settings') != json.loads(json.dumps(asdict(settings))):
-        old = data.get('settings') or {}
+    # A setting added since a folder was recorded has its default there (e.g. no jitter).
+    old = {**asdict(DemoSettings()), **(data.get('settings') or {})}
+    if rows and old != json.loads(json.dumps(asdict(settings))):
         diff = sorted(k for k, v in asdict(settings).items() if old.get(k) != v)
         raise ValueError(f'{out}: holds demonstrations recorded with other settings '
                          f'({", ".join(diff) or "unknown"} differ); choose another folder')
@@ -203,6 +213,14 @@ def build_parser():
     parser.add_argument('--renderer', choices=('tiny', 'egl'), default='tiny',
                         help='pybullet renderer (egl falls back to tiny if not loadable)')
     parser.add_argument('--no-cloud', action='store_true', help='do not record the PointCloud2')
+    parser.add_argument('--camera-jitter-cm', type=non_negative, default=0.0,
+                        help='per episode, mount the camera at a random offset of up to this per '
+                             'axis from the nominal mount, drawn from the episode seed [cm] '
+                             '(default: %(default)s)')
+    parser.add_argument('--camera-jitter-deg', type=non_negative, default=0.0,
+                        help='and turn it by up to this about each base axis, about the point '
+                             'the camera looks at (the workspace stays in view) [deg] '
+                             '(default: %(default)s)')
     parser.add_argument('--keep-failed', action='store_true',
                         help='keep bags of failed episodes (their outcome says success=false)')
     return parser
@@ -216,7 +234,8 @@ def main(args=None):
         return 2
     settings = DemoSettings(width=ns.image_size[0], height=ns.image_size[1], fov_deg=ns.fov_deg,
                             renderer=ns.renderer, rate_hz=ns.rate, cloud=not ns.no_cloud,
-                            keep_failed=ns.keep_failed)
+                            keep_failed=ns.keep_failed, camera_jitter_cm=ns.camera_jitter_cm,
+                            camera_jitter_deg=ns.camera_jitter_deg)
     jobs = [DemoJob(ns.tasks[i % len(ns.tasks)], ns.seed_start + i) for i in range(ns.episodes)]
     try:
         results = generate(ns.out, jobs, settings, ns.workers)
