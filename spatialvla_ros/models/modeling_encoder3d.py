@@ -108,9 +108,11 @@ def _check_tower_config(loaded, cfg):
 
 def resize_images(images, size):
     """
-    (N, 3, H, W) float images -> (N, 3, size, size), the tower's square input (as they are if
-    already that size). Bilinear with antialiasing: it matters when a 480x640 camera image
-    shrinks to 336 px. The processor uses it too, on cameras of different sizes.
+    Resize (N, 3, H, W) float images to the tower's square input (N, 3, size, size).
+
+    Images already that size come back as they are. Bilinear with antialiasing: it matters
+    when a 480x640 camera image shrinks to 336 px. The processor uses it too, on cameras of
+    different sizes.
     """
     if images.shape[-2:] == (size, size):
         return images

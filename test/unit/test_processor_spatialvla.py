@@ -26,8 +26,8 @@ from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.models.modeling_encoder3d import patch_positions
 from spatialvla_ros.models.modeling_encoder3d import resize_images
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
-from spatialvla_ros.perception.configuration import CameraConfig
 from spatialvla_ros.models.tokenizer import tokenize_instructions
+from spatialvla_ros.perception.configuration import CameraConfig
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
 from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
@@ -130,7 +130,7 @@ def test_bad_observations_name_the_field(config, tokenizer, stats):
 
 
 def plane_points(h, w):
-    """xyz of a tilted plane seen by an h x w camera: smooth in the pixel, like a table top."""
+    """Return the xyz map of a tilted plane seen by an h x w camera (smooth, like a table)."""
     v, u = np.mgrid[0:h, 0:w].astype(np.float32)
     return np.stack([0.3 + 0.4 * (u + 0.5) / w, -0.2 + 0.4 * (v + 0.5) / h,
                      0.1 * (u + 0.5) / w], axis=-1).astype(np.float32)
