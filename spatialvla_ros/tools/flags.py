@@ -68,6 +68,19 @@ def camera_quat_from_rpy_deg(rpy_deg):
     return matrix_to_quat(rotation_from_rpy(*np.radians(np.asarray(rpy_deg, dtype=np.float64))))
 
 
+def add_camera_jitter_arguments(parser, nominal='the nominal mount'):
+    """Add --camera-jitter-cm / --camera-jitter-deg (a mount per episode seed) to `parser`."""
+    parser.add_argument('--camera-jitter-cm', type=non_negative, default=0.0,
+                        help=f'per episode, mount the camera at a random offset of up to this '
+                             f'per axis from {nominal}, drawn from the episode seed (other seeds: '
+                             'other mounts) [cm] (default: %(default)s)')
+    parser.add_argument('--camera-jitter-deg', type=non_negative, default=0.0,
+                        help='and turn it by up to this about each base axis, about the point '
+                             'the default camera looks at (the workspace stays in view) [deg] '
+                             '(default: %(default)s)')
+    return parser
+
+
 def _at_least(minimum):
     def parse(text):
         value = int(text)
@@ -113,14 +126,7 @@ def add_closed_loop_arguments(parser, episodes=10, out_dir='closed_loop_report',
                        help='and its orientation: roll, pitch, yaw [deg] about the base axes '
                             '(x, then y, then z; optical frame z forward, x right, y down) '
                             '(default: %(default)s)')
-    group.add_argument('--camera-jitter-cm', type=non_negative, default=0.0,
-                       help='per episode, mount the camera at a random offset of up to this per '
-                            'axis from --camera-xyz, drawn from the episode seed (held-out seeds: '
-                            'held-out mounts) [cm] (default: %(default)s)')
-    group.add_argument('--camera-jitter-deg', type=non_negative, default=0.0,
-                       help='and turn it by up to this about each base axis, about the point the '
-                            'default camera looks at (the workspace stays in view) [deg] '
-                            '(default: %(default)s)')
+    add_camera_jitter_arguments(group, '--camera-xyz')
     group.add_argument('--policy-seed', type=int, default=0,
                        help="noise seed of the policy's sampler (-1: fresh noise)")
     group.add_argument('--lockstep', action=argparse.BooleanOptionalAction, default=lockstep,
@@ -148,5 +154,5 @@ def options_from_args(ns, checkpoint_dir=''):
         camera_jitter_cm=ns.camera_jitter_cm, camera_jitter_deg=ns.camera_jitter_deg)
 
 
-__all__ = ['DEFAULT_CAMERA_RPY_DEG', 'add_closed_loop_arguments', 'camera_quat_from_rpy_deg',
-           'non_negative', 'options_from_args', 'task_list']
+__all__ = ['DEFAULT_CAMERA_RPY_DEG', 'add_camera_jitter_arguments', 'add_closed_loop_arguments',
+           'camera_quat_from_rpy_deg', 'non_negative', 'options_from_args', 'task_list']

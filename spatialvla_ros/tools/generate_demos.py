@@ -42,7 +42,7 @@ from spatialvla_ros.sim.expert import PandaIK
 from spatialvla_ros.sim.panda_env import PandaEnv
 from spatialvla_ros.sim.rollout import run_episode
 from spatialvla_ros.sim.rollout import T0_NS
-from spatialvla_ros.tools.flags import non_negative
+from spatialvla_ros.tools.flags import add_camera_jitter_arguments
 from spatialvla_ros.tools.flags import task_list
 from tqdm import tqdm
 
@@ -213,14 +213,7 @@ def build_parser():
     parser.add_argument('--renderer', choices=('tiny', 'egl'), default='tiny',
                         help='pybullet renderer (egl falls back to tiny if not loadable)')
     parser.add_argument('--no-cloud', action='store_true', help='do not record the PointCloud2')
-    parser.add_argument('--camera-jitter-cm', type=non_negative, default=0.0,
-                        help='per episode, mount the camera at a random offset of up to this per '
-                             'axis from the nominal mount, drawn from the episode seed [cm] '
-                             '(default: %(default)s)')
-    parser.add_argument('--camera-jitter-deg', type=non_negative, default=0.0,
-                        help='and turn it by up to this about each base axis, about the point '
-                             'the camera looks at (the workspace stays in view) [deg] '
-                             '(default: %(default)s)')
+    add_camera_jitter_arguments(parser)
     parser.add_argument('--keep-failed', action='store_true',
                         help='keep bags of failed episodes (their outcome says success=false)')
     return parser
