@@ -81,9 +81,10 @@ class DataConfig:
             require(frame is None or frames.count(frame) == 1,
                     f'{prefix}.cameras[{i}].frame_id', cam.frame_id or frame,
                     'a frame no other camera has (a mount message names one camera)')
+        require(self.sync_slop >= 0, f'{prefix}.sync_slop', self.sync_slop, 'a value >= 0 [s]')
 
     def camera_frames(self):
-        """{camera name: optical frame of its mount messages}; cameras without one are left out.
+        """Return {camera name: optical frame of its mount messages} (cameras that have one).
 
         A camera's frame_id, else DEFAULT_FRAME for the first camera (the simulator's and a
         RealSense driver's colour optical frame); none without camera_pose_topic.
@@ -94,4 +95,3 @@ class DataConfig:
         if not self.cameras[0].frame_id:
             frames[self.cameras[0].name] = DEFAULT_FRAME
         return frames
-        require(self.sync_slop >= 0, f'{prefix}.sync_slop', self.sync_slop, 'a value >= 0 [s]')

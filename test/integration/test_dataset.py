@@ -286,8 +286,8 @@ def test_randomised_mounts_are_recorded_and_trained_with(tmp_path_factory, confi
     poses = []
     for path in bags + sorted(str(p) for p in one.iterdir() if p.is_dir()):
         (msg,) = [m for _, _, m in read_bag(path)['/spatialvla/camera_pose']]
-        poses.append((msg.transform.translation.x, msg.transform.translation.y,
-                       msg.transform.rotation.w))
+        pose = msg.transform
+        poses.append((pose.translation.x, pose.translation.y, pose.rotation.w))
     assert poses[:2] == poses[2:] and poses[0] != poses[1]
     nominal = dataclasses.replace(config, data=dataclasses.replace(config.data,
                                                                    camera_pose_topic=''))

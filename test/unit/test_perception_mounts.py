@@ -14,6 +14,7 @@
 
 """Camera mounts from geometry_msgs/TransformStamped: validation, staleness, live changes."""
 
+import dataclasses
 import os
 
 from geometry_msgs.msg import TransformStamped
@@ -34,6 +35,7 @@ from sensor_msgs.msg import JointState
 from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.nodes.policy_runtime import LiveInputs
 from spatialvla_ros.perception import conversions as cv
+from spatialvla_ros.perception.configuration import CameraConfig
 from spatialvla_ros.perception.conversions import MessageError
 from spatialvla_ros.perception.messages import make_message
 from spatialvla_ros.perception.mounts import CameraMounts
@@ -43,6 +45,7 @@ from spatialvla_ros.perception.sync import StampSynchronizer
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.sim import messages as sim_msgs
 from spatialvla_ros.sim.camera import CameraSpec
+from spatialvla_ros.typed_config import ConfigError
 
 CONFIG = os.path.join(REPO_ROOT, 'config', 'late_gemma.yaml')
 FRAME = 'camera_color_optical_frame'
@@ -154,3 +157,19 @@ def test_live_inputs_take_a_changed_mount_without_restart(config):
     with pytest.raises(MessageError, match='camera_pose.header.stamp') as info:
         camera_set(t + 6 * NS_PER_S)
     assert info.value.reason == 'stale_mount'
+
+
+def test_mount_frames_of_the_cameras(config):
+    side = CameraConfig(name='side', color_topic='/side/color', depth_topic='/side/depth',
+                        camera_info_topic='/side/info')
+    data = dataclasses.replace(config.data, cameras=config.data.cameras + (side,))
+    # the first camera has the default optical frame, another one only its configured mount
+    assert data.camera_frames() == {'front': 'camera_color_optical_frame'}
+    moved = dataclasses.replace(side, frame_id='side_optical_frame')
+    data = dataclasses.replace(data, cameras=(data.cameras[0], moved))
+    assert CameraMounts(data).frames == {'camera_color_optical_frame': 'front',
+                                         'side_optical_frame': 'side'}
+    assert dataclasses.replace(data, camera_pose_topic='').camera_frames() == {}
+    twice = dataclasses.replace(side, frame_id='camera_color_optical_frame')
+    with pytest.raises(ConfigError, match=r'data\.cameras\[0\]\.frame_id'):
+        dataclasses.replace(data, cameras=(data.cameras[0], twice)).validate('data')
