@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 
+from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.perception.conversions import MessageError
 from spatialvla_ros.perception.conversions import REJECTION_REASONS
@@ -365,7 +366,7 @@ class LiveInputs:
         if current is not None and mount.stamp_ns < current.stamp_ns:
             raise MessageError('out_of_order', (
                 f'{topic}.header.stamp: the mount of camera {camera!r} is '
-                f'{(current.stamp_ns - mount.stamp_ns) / 1e9:.3f} s older than the one in '
+                f'{(current.stamp_ns - mount.stamp_ns) / NS_PER_S:.3f} s older than the one in '
                 'force'))
         self.builder.mounts.latest[camera] = mount
         return camera
