@@ -21,6 +21,10 @@ the state is the newest joint state not after the set (what the node holds when 
 completes) and the instruction the newest one received before it. Actions: the first point of
 each commanded JointTrajectory is one action; a sample's chunk is the action nearest to each
 control tick t + k * dt (k = 0..H-1), masked where none lies within dt / 2 (episode end, gaps).
+Camera mounts: when the bag has `data.camera_pose_topic`, each frame is unprojected with the
+episode's own mount messages (per camera the newest at or before the frame, else its first
+one), as the policy node takes them live; cameras without one keep the config's mount. An
+episode with a malformed mount message is skipped (its 3D points would be wrong).
 
 Bad data never stops the whole episode when skipping is safe: frames with NaN states, broken
 images, an image size that differs from the rest of the episode, or no action are dropped with
@@ -207,9 +211,11 @@ def decode_episode(path, config, points_dtype=np.float32, skip_failed=True, keep
         small += [c.camera_info_topic for c in data.cameras]
         bag.require(list(dict.fromkeys(list(cam_topics.values()) + small)))
         extra = [OUTCOME_TOPIC] if skip_failed and OUTCOME_TOPIC in bag.topics else []
+        if data.camera_pose_topic in bag.topics:
+            extra.append(data.camera_pose_topic)
         index = bag.stamps(set(cam_topics.values()) | set(small) | set(extra),
                            deserialize=set(small) | set(extra))
-        if extra and _outcome_failed(path, index[OUTCOME_TOPIC], warn):
+        if OUTCOME_TOPIC in extra and _outcome_failed(path, index[OUTCOME_TOPIC], warn):
             warn.add(path, OUTCOME_TOPIC, None, 'episode recorded as failed; skipped')
             return None, warn
         if not index[data.instruction_topic]:
@@ -226,6 +232,8 @@ def decode_episode(path, config, points_dtype=np.float32, skip_failed=True, keep
                      'episode skipped (needs >= 2 frames)')
             return None, warn
         frames = _build_frames(bag, sets, keys, index, config, latched, warn, keep_raw)
+    if frames is None:
+        return None, warn
     return _assemble(path, frames, data, points_dtype, warn), warn
 
 
@@ -256,6 +264,15 @@ def _build_frames(bag, sets, keys, index, config, latched, warn, keep_raw=False)
     act_stamps, act_values = _action_stream(path, index[data.action_topic], config, warn)
     names = act.names if act.names and len(act.names) == act.state_dim else ()
     builder = ObservationBuilder(data, config.encoder3d, names, act.state_dim)
+    mounts = []                        # (stamp_ns, camera, (4, 4)) of the episode, by stamp
+    for stamp, _, msg in index.get(data.camera_pose_topic, []):
+        try:
+            camera, mount = builder.mounts.parse(msg, data.camera_pose_topic)
+        except MessageError as exc:
+            warn.add(path, data.camera_pose_topic, stamp, f'{exc}; episode skipped')
+            return None
+        mounts.append((mount.stamp_ns, camera, mount.base_from_camera))
+    mounts.sort(key=lambda m: m[0])
     infos = {cam.name: index[cam.camera_info_topic] for cam in data.cameras}
     first_color = (data.cameras[0].color_topic, f'{data.cameras[0].name}/color')
     wanted, owner = {}, {}
@@ -283,7 +300,8 @@ def _build_frames(bag, sets, keys, index, config, latched, warn, keep_raw=False)
         cam_infos = {name: _latest_message(entries, log_time)
                      for name, entries in infos.items()} if latched else None
         try:
-            obs = builder.build(messages, joint[j][1], instr[k][1], stamp, cam_infos)
+            obs = builder.build(messages, joint[j][1], instr[k][1], stamp, cam_infos,
+                                _mounts_at(mounts, stamp, builder.base_from_camera))
         except (MessageError, ValueError) as exc:
             warn.add(path, _topic_of(str(exc), data), stamp, f'{exc}; frame skipped')
             continue
@@ -295,6 +313,16 @@ def _build_frames(bag, sets, keys, index, config, latched, warn, keep_raw=False)
         raw = _raw_arrays(builder, messages, cam_infos, data) if keep_raw else None
         frames[n] = (obs, chunk, mask, raw)
     return frames
+
+
+def _mounts_at(mounts, stamp_ns, static):
+    """Return {camera: (4, 4)} at a frame: the newest mount up to it, else the first or static."""
+    out, taken = dict(static), set()
+    for stamp, camera, transform in mounts:
+        if stamp <= stamp_ns or camera not in taken:
+            out[camera] = transform
+        taken.add(camera)
+    return out
 
 
 def _topic_of(text, data):

@@ -29,6 +29,12 @@ has answered the current observation (`nodes.sim_node`), publishes it on /clock,
 node runs on that time (`use_sim_time`). Each chunk then sees exactly the observation the
 in-process runner gives it, and with a fixed policy seed the same noise, so a checkpoint and a
 seed list give the same outcomes on every run, under any CPU load, in both runners.
+
+Camera mount: the simulator's camera sits at `camera_xyz` / `camera_quat` (base frame) for the
+whole run, or, with `camera_jitter_cm` / `camera_jitter_deg`, at a mount drawn per episode
+from its seed around it (`sim.camera.CameraSpec.jittered`): held-out seeds give held-out
+mounts. The policy learns the mount only from the simulator's mount topic, as on a robot
+(`require_camera_pose`), never from a parameter.
 """
 
 from dataclasses import dataclass
@@ -40,6 +46,8 @@ import numpy as np
 
 from spatialvla_ros.evaluation.replay import distribution
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
+from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
+from spatialvla_ros.sim.constants import DEFAULT_CAMERA_XYZ
 from spatialvla_ros.sim.messages import SimTopics
 
 HELD_OUT_SEED_START = 1_000_000
@@ -59,6 +67,10 @@ class ClosedLoopOptions:
     execute_steps: int = 0               # actions executed per chunk before the next one
     #                                      (0: a new chunk for every camera frame)
     policy_seed: int = 0                 # noise seed of the policy (-1: fresh noise)
+    camera_xyz: tuple = DEFAULT_CAMERA_XYZ   # simulator camera mount, optical frame [m]
+    camera_quat: tuple = DEFAULT_CAMERA_QUAT  # (x, y, z, w) in the base frame
+    camera_jitter_cm: float = 0.0        # per-episode mount offset up to this per axis [cm]
+    camera_jitter_deg: float = 0.0       # and turn up to this about each axis [deg]
     lockstep: bool = False               # simulated time waits for the policy (reproducible)
     side_camera: bool = False            # the simulator also renders its fixed side camera
     sim_node: str = '/sim_node'
@@ -106,7 +118,8 @@ LOCKSTEP_POLICY_PARAMETERS = {'use_sim_time': True, 'input_timeout_s': 3600.0,
 
 def policy_overrides(options, dt=0.1):
     """Return the policy node parameters of a closed-loop run."""
-    params = {'seed': int(options.policy_seed)}
+    # The mount comes from the simulator's topic only (never the checkpoint's own mount).
+    params = {'seed': int(options.policy_seed), 'require_camera_pose': True}
     if options.lockstep:
         params.update(LOCKSTEP_POLICY_PARAMETERS)   # the simulator paces the chunks
     elif options.execute_steps > 0:
@@ -122,7 +135,11 @@ def sim_parameters(options):
             'image_height': int(options.image_size), 'camera_fov_deg': float(options.fov_deg),
             'cloud_topic': '', 'lockstep': bool(options.lockstep),
             'side_camera': bool(options.side_camera),
-            'execute_steps': int(options.execute_steps), 'lockstep_peer': options.policy_node}
+            'execute_steps': int(options.execute_steps), 'lockstep_peer': options.policy_node,
+            'camera_xyz': [float(v) for v in options.camera_xyz],
+            'camera_quat': [float(v) for v in options.camera_quat],
+            'camera_jitter_cm': float(options.camera_jitter_cm),
+            'camera_jitter_deg': float(options.camera_jitter_deg)}
 
 
 def summarize(results, tasks):

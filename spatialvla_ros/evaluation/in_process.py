@@ -31,7 +31,9 @@ episode start, the same observation per chunk, the same noise seed per chunk
 (`options.policy_seed`, as the policy node's `seed` parameter) and the same trajectory
 execution, so both give the same outcomes on the same seeds (test_closed_loop.py checks the
 joint angles of every tick). Load the policy as the node does (`nodes.policy_runtime.
-load_policy`, same torch threads) for the chunks to agree to the last bit.
+load_policy`, same torch threads) for the chunks to agree to the last bit. The camera mount is
+the simulator's (`options.camera_*`, per episode with jitter), and the policy learns it as the
+node does: from the episode's mount message (`perception.mounts.CameraMounts`).
 """
 
 import time
@@ -68,7 +70,9 @@ def run(policy, tasks, seeds, options=None, progress=None):
     seeds = [int(s) for s in seeds]
     config = policy.config
     spec = CameraSpec(width=options.image_size, height=options.image_size,
-                      fov_deg=options.fov_deg)
+                      fov_deg=options.fov_deg, xyz=tuple(options.camera_xyz),
+                      quat=tuple(options.camera_quat)).validate()
+    jitter = (options.camera_jitter_cm / 100.0, options.camera_jitter_deg)
     side = None
     if options.side_camera or uses_side_camera(config.data):
         side = side_camera_spec(spec)
@@ -85,6 +89,7 @@ def run(policy, tasks, seeds, options=None, progress=None):
     try:
         for task in tasks:
             for seed in seeds:
+                env.set_camera(spec.jittered(seed, *jitter))
                 episode = SimEpisode(env, task, seed, T0_NS, options.rate_hz, topics,
                                      max_steps=options.max_steps)
                 try:
@@ -105,6 +110,15 @@ def _episode(policy, episode, builder, keys, topics, names, offsets, options):
     start = time.monotonic()
     latencies, joint_times, joints = [], [], []
     t0 = episode.env.time_ns
+    # The mount message of the episode start, taken as the policy node takes it (latched).
+    mounts = builder.mounts
+    for message in episode.start_messages():
+        if message.topic == builder.data_config.camera_pose_topic:
+            mounts.update(message.msg, message.topic)
+    if mounts.missing():   # the node (require_camera_pose) would wait for them forever
+        raise ValueError(f'data.camera_pose_topic {mounts.topic!r}: no mount for camera(s) '
+                         f'{mounts.missing()}; the simulator publishes its mount on '
+                         f'{topics.camera_pose} with child_frame_id {topics.camera_frame!r}')
     while True:
         new_chunk = episode.steps % every == 0
         messages = episode.observe(camera=new_chunk)
@@ -114,7 +128,8 @@ def _episode(policy, episode, builder, keys, topics, names, offsets, options):
         if new_chunk:
             stamp = episode.env.time_ns
             by_key = {keys[m.topic]: m.msg for m in messages if m.topic in keys}
-            obs = builder.build(by_key, state, episode.task.instruction, stamp)
+            obs = builder.build(by_key, state, episode.task.instruction, stamp,
+                                mounts=mounts.snapshot(stamp))
             tick = time.monotonic()
             chunk = policy.predict_chunk(
                 obs, seed=options.policy_seed if options.policy_seed >= 0 else None)

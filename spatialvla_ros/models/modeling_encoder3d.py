@@ -111,6 +111,20 @@ def _check_tower_config(loaded, cfg):
                              f'at {cfg.pretrained_path!r} has {got}')
 
 
+def resize_images(images, size):
+    """
+    Resize (N, 3, H, W) float images to the tower's square input (N, 3, size, size).
+
+    Images already that size come back as they are. Bilinear with antialiasing: it matters
+    when a 480x640 camera image shrinks to 336 px. The processor uses it too, on cameras of
+    different sizes.
+    """
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(images, size=(size, size), mode='bilinear', align_corners=False,
+                         antialias=True)
+
+
 def patch_positions(points, grid):
     """
     One 3D point per patch: the mean of the valid pixel points inside the patch cell.
@@ -350,12 +364,7 @@ class SpatialVLAEncoder3D(nn.Module):
             raise ValueError(f'images: got shape {tuple(images.shape)}, expected (B, V, 3, H, W)')
         if not images.is_floating_point():
             raise TypeError(f'images: got dtype {images.dtype}, expected float RGB in [0, 1]')
-        size = self.vision_config.image_size
-        x = images.flatten(0, 1).float()                               # (BV, 3, H, W)
-        if x.shape[-2:] != (size, size):
-            # Antialiasing matters when a 480x640 camera image shrinks to 336 px.
-            x = F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False,
-                              antialias=True)
+        x = resize_images(images.flatten(0, 1).float(), self.vision_config.image_size)
         x = (x - self.pixel_mean.float()) / self.pixel_std.float()
         return x.to(self.vision_tower.dtype)
 
@@ -436,5 +445,6 @@ class SpatialVLAEncoder3D(nn.Module):
 
 __all__ = [
     'CLIP_MEAN', 'CLIP_STD', 'PositionEmbedding3D', 'SIGLIP_MEAN', 'SIGLIP_STD',
-    'SpatialVLAEncoder3D', 'build_vision_tower', 'patch_positions', 'voxel_keys', 'voxel_pool',
+    'SpatialVLAEncoder3D', 'build_vision_tower', 'patch_positions', 'resize_images', 'voxel_keys',
+    'voxel_pool',
 ]

@@ -25,6 +25,7 @@ and policy_parameters.
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import TransformStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.lifecycle import Node
 from rclpy.lifecycle import TransitionCallbackReturn
@@ -117,10 +118,15 @@ class PolicyNode(Node):
         self._instruction_topic = self._subscribe(String, data.instruction_topic,
                                                   policy_messages.LATCHED_QOS,
                                                   self._on_instruction, required=False)
+        if data.camera_pose_topic:
+            self._pose_topic = self._subscribe(TransformStamped, data.camera_pose_topic,
+                                               policy_messages.LATCHED_QOS,
+                                               self._on_camera_pose, required=False)
         live = policy_runtime.LiveInputs.for_policy(
             self._config, data, self._inputs, self._p('sync_slop_s'),
             self._p('sync_queue_size'), self._p('default_instruction'),
-            self._p('max_instruction_chars'))
+            self._p('max_instruction_chars'), self._p('require_camera_pose'),
+            self._p('camera_pose_max_age_s'))
         self._session = policy_runtime.Session(policy, live, self._stats, self._p,
                                                self._publish, self.get_logger(),
                                                self._on_worker_error)
@@ -145,7 +151,8 @@ class PolicyNode(Node):
                     description=description, dynamic_typing=True))
             cameras[cam][field_name] = self._p(name)
         return policy_parameters.data_config_with_overrides(
-            data, cameras, self._p('state_topic'), self._p('instruction_topic'))
+            data, cameras, self._p('state_topic'), self._p('instruction_topic'),
+            self._p('camera_pose_topic'), self._p('base_frame'))
 
     def _subscribe(self, msg_type, topic, qos, callback, required=True):
         sub = self.create_subscription(msg_type, topic, callback, qos)
@@ -177,6 +184,10 @@ class PolicyNode(Node):
 
     def _on_joint_state(self, msg):
         self._session.joint_state(self._state_topic, msg, self.get_clock().now().nanoseconds)
+
+    def _on_camera_pose(self, msg):
+        if self._session is not None:
+            self._session.camera_pose(self._pose_topic, msg)
 
     def _on_instruction(self, msg):
         self._session.instruction(self._instruction_topic, msg.data)

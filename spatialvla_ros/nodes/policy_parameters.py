@@ -70,6 +70,21 @@ NODE_PARAMETERS = (
     NodeParameter('state_topic', '', "JointState topic ('': the checkpoint's data.state_topic)."),
     NodeParameter('instruction_topic', '', 'std_msgs/String instruction topic, transient-local '
                   "('': the checkpoint's data.instruction_topic)."),
+    NodeParameter('camera_pose_topic', '', 'geometry_msgs/TransformStamped camera mounts '
+                  "(header.frame_id: the base frame, child_frame_id: a camera's frame_id), "
+                  "transient-local ('': the checkpoint's data.camera_pose_topic). The newest "
+                  'valid mount of a camera replaces its cameras.<name>.base_from_camera_* '
+                  'without a restart.'),
+    NodeParameter('base_frame', '', "Frame of the mounts and the 3D points ('': the "
+                  "checkpoint's data.base_frame); a mount in another frame is rejected "
+                  "(reason 'mount')."),
+    NodeParameter('require_camera_pose', False, 'No chunk until every camera with a frame_id '
+                  'has had a valid mount on camera_pose_topic (its configured mount is never '
+                  'used): the mount comes only from the topic, as on a robot whose camera moves.'),
+    NodeParameter('camera_pose_max_age_s', 0.0, 'A camera set whose mount is stamped more than '
+                  "this before its images is rejected (reason 'stale_mount') [s] (0: a mount "
+                  'holds until a newer one arrives, e.g. a static mount published once).',
+                  0.0, 1e9),
     NodeParameter('trajectory_topic', 'joint_trajectory', 'Output JointTrajectory topic (e.g. '
                   'a joint_trajectory_controller command topic).'),
     NodeParameter('action_chunk_topic', 'spatialvla/action_chunk', 'Output ActionChunk topic.'),
@@ -108,6 +123,9 @@ CAMERA_PARAMETERS = (
     ('cloud_topic', "PointCloud2 topic (optical frame) instead of depth ('' = off)."),
     ('base_from_camera_xyz', 'Camera-to-base translation [m] (x, y, z).'),
     ('base_from_camera_quat', 'Camera-to-base rotation quaternion (x, y, z, w).'),
+    ('frame_id', "Optical frame: the child_frame_id of this camera's mounts on "
+                 "camera_pose_topic ('': camera_color_optical_frame for the first camera, the "
+                 'configured mount only for the others).'),
 )
 
 
@@ -164,12 +182,13 @@ def check_choices(values):
                              + ', '.join(repr(c) for c in p.choices))
 
 
-def data_config_with_overrides(data, cameras, state_topic='', instruction_topic=''):
+def data_config_with_overrides(data, cameras, state_topic='', instruction_topic='',
+                               camera_pose_topic='', base_frame=''):
     """
     Return the checkpoint's DataConfig with parameter overrides applied and validated.
 
-    cameras: {camera name: {CAMERA_PARAMETERS field: value}}; '' topics keep the checkpoint's
-    state / instruction topics.
+    cameras: {camera name: {CAMERA_PARAMETERS field: value}}; '' topics (and base frame) keep
+    the checkpoint's state / instruction / camera pose topics.
     """
     new_cameras = []
     for cam in data.cameras:
@@ -177,13 +196,16 @@ def data_config_with_overrides(data, cameras, state_topic='', instruction_topic=
         for name in ('base_from_camera_xyz', 'base_from_camera_quat'):
             if name in values:
                 values[name] = tuple(float(v) for v in values[name])
-        for name in ('color_topic', 'depth_topic', 'camera_info_topic', 'cloud_topic'):
+        for name in ('color_topic', 'depth_topic', 'camera_info_topic', 'cloud_topic',
+                     'frame_id'):
             if name in values:
                 values[name] = str(values[name])
         new_cameras.append(dataclasses.replace(cam, **values))
     data = dataclasses.replace(data, cameras=tuple(new_cameras),
                                state_topic=state_topic or data.state_topic,
-                               instruction_topic=instruction_topic or data.instruction_topic)
+                               instruction_topic=instruction_topic or data.instruction_topic,
+                               camera_pose_topic=camera_pose_topic or data.camera_pose_topic,
+                               base_frame=base_frame or data.base_frame)
     data.validate('data')
     return data
 

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 
+from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.perception.conversions import MessageError
 from spatialvla_ros.perception.conversions import REJECTION_REASONS
@@ -282,31 +283,38 @@ class NodeStats:
 
 
 SYNC_INPUT = 'synchronised camera set'  # the watchdog's name for "a set was completed"
-Job = collections.namedtuple('Job', 'stamp_ns arrays state instruction received')
+Job = collections.namedtuple('Job', 'stamp_ns arrays state instruction received mounts')
 
 
 class LiveInputs:
     """
     The node's input side without ROS: stamp order, decode once, synchronise, watchdog.
 
-    `camera`, `joint_state` and `set_instruction` each take one message and either raise
-    MessageError (the caller counts it by its reason) or accept it. `camera` returns the Job
-    to run when its message completes a set and every input is fresh at that moment.
-    `received` times are `clock()` seconds; `now_ns` is the ROS clock of the stamp checks.
+    `camera`, `joint_state`, `camera_pose` and `set_instruction` each take one message and
+    either raise MessageError (the caller counts it by its reason) or accept it. `camera`
+    returns the Job to run when its message completes a set and every input is fresh at that
+    moment; the Job carries the camera mounts in force then (`builder.mounts`). With
+    `require_mounts` no Job is made before every camera with a frame has had a valid mount
+    message; with `max_mount_age_s` > 0 a set whose mount is older than that relative to its
+    stamp is rejected ('stale_mount'). `received` times are `clock()` seconds; `now_ns` is
+    the ROS clock of the stamp checks.
     """
 
     def __init__(self, builder, sync, topics, default_instruction='',
-                 max_instruction_chars=1000, clock=time.monotonic):
+                 max_instruction_chars=1000, clock=time.monotonic, require_mounts=False,
+                 max_mount_age_s=0.0):
         self.builder, self.sync, self.topics = builder, sync, list(topics)
         self.default_instruction = default_instruction
         self.max_instruction_chars = max_instruction_chars
         self.clock = clock
+        self.require_mounts, self.max_mount_age_s = bool(require_mounts), float(max_mount_age_s)
         self.state = self.instruction = None
         self.reset(1.0, 0.1)
 
     @classmethod
     def for_policy(cls, config, data, topics, sync_slop_s=-1.0, sync_queue_size=10,
-                   default_instruction='', max_instruction_chars=1000):
+                   default_instruction='', max_instruction_chars=1000, require_mounts=False,
+                   max_mount_age_s=0.0):
         """
         Build the inputs of a policy with `config` served on `data` (DataConfig + overrides).
 
@@ -317,10 +325,11 @@ class LiveInputs:
         builder = ObservationBuilder(data, config.encoder3d, act.names, act.state_dim)
         slop = data.sync_slop if sync_slop_s < 0 else sync_slop_s
         sync = StampSynchronizer(sync_keys(data), slop, sync_queue_size)
-        return cls(builder, sync, topics, default_instruction, max_instruction_chars)
+        return cls(builder, sync, topics, default_instruction, max_instruction_chars,
+                   require_mounts=require_mounts, max_mount_age_s=max_mount_age_s)
 
     def reset(self, timeout_s, future_tolerance_s):
-        """Start afresh (activate): stamps, queued sets, watchdog; keep state and instruction."""
+        """Start afresh (activate): stamps, sets, watchdog; keep state, instruction, mounts."""
         self.stamps = StampChecker(future_tolerance_s)
         self.watchdog = InputWatchdog(timeout_s, clock=self.clock)
         self.watchdog.reset(self.topics + [SYNC_INPUT])
@@ -340,7 +349,27 @@ class LiveInputs:
         # would drop the first set after every gap longer than the timeout (a slow camera).
         if self.state is None or not instruction or self.watchdog.stale(received):
             return None
-        return Job(matched.stamp_ns, matched.messages, self.state, instruction, received)
+        mounts = self.builder.mounts
+        if self.require_mounts and mounts.missing():
+            return None
+        return Job(matched.stamp_ns, matched.messages, self.state, instruction, received,
+                   mounts.snapshot(matched.stamp_ns, self.max_mount_age_s))
+
+    def camera_pose(self, topic, msg):
+        """Take a camera mount message; return the name of the camera it mounts.
+
+        Its stamp is not judged by the clock (a latched mount can come before the first
+        /clock message), only against the mount in force: an older one is out of order.
+        """
+        camera, mount = self.builder.mounts.parse(msg, topic)
+        current = self.builder.mounts.latest.get(camera)
+        if current is not None and mount.stamp_ns < current.stamp_ns:
+            raise MessageError('out_of_order', (
+                f'{topic}.header.stamp: the mount of camera {camera!r} is '
+                f'{(current.stamp_ns - mount.stamp_ns) / NS_PER_S:.3f} s older than the one in '
+                'force'))
+        self.builder.mounts.latest[camera] = mount
+        return camera
 
     def joint_state(self, topic, msg, stamp_ns, now_ns):
         self.stamps.check(topic, stamp_ns, now_ns)
@@ -362,9 +391,15 @@ class LiveInputs:
     def waiting_reason(self, instruction_topic):
         """Return a sentence naming what is missing or stale ('' when all is there)."""
         reason = self.watchdog.reason()
+        missing = []
         if not (self.instruction or self.default_instruction):
-            reason = (reason + '; ' if reason else 'waiting for input: ') + (
-                f'no instruction yet on {instruction_topic}')
+            missing.append(f'no instruction yet on {instruction_topic}')
+        cameras = self.builder.mounts.missing() if self.require_mounts else []
+        if cameras:
+            missing.append(f'no camera mount yet on {self.builder.mounts.topic} for '
+                           f'{", ".join(cameras)}')
+        for text in missing:
+            reason = (reason + '; ' if reason else 'waiting for input: ') + text
         return reason
 
 
@@ -533,6 +568,17 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - no input may kill the node
             self.reject(topic, exc)
 
+    def camera_pose(self, topic, msg):
+        """Take a camera mount (also while inactive: it is latched and comes once)."""
+        try:
+            camera = self.live.camera_pose(topic, msg)
+        except Exception as exc:  # noqa: BLE001 - no input may kill the node
+            self.reject(topic, exc)
+            return
+        mount = self.live.builder.mounts.latest[camera].base_from_camera
+        self._logger.info(f'camera {camera!r} mount from {topic}: xyz '
+                          f'{[round(float(v), 4) for v in mount[:3, 3]]}')
+
     def instruction(self, topic, text):
         """Take an instruction; log an excerpt of it when it changed."""
         try:
@@ -567,7 +613,7 @@ class Session:
         """Worker thread: observation -> chunk -> publish, unless anything went stale."""
         try:
             obs = self.live.builder.assemble(job.arrays, job.state, job.instruction,
-                                             job.stamp_ns)
+                                             job.stamp_ns, job.mounts)
         except MessageError as exc:
             self.reject(SYNC_INPUT, exc)
             return

@@ -89,8 +89,8 @@ PARAMETERS = {
     'camera_near': (0.05, 'near clipping plane [m]', True),
     'camera_far': (4.0, 'far clipping plane [m]; beyond it depth is NaN', True),
     'camera_xyz': (list(DEFAULT_CAMERA_XYZ), 'base_from_camera translation of the optical frame '
-                   '[m] (published on camera_pose_topic; match data.cameras[].'
-                   'base_from_camera_xyz)', True),
+                   '[m] (published on camera_pose_topic at every reset, where the policy node '
+                   'takes it from)', True),
     'camera_quat': (list(DEFAULT_CAMERA_QUAT), 'base_from_camera rotation of the optical frame '
                     '(x, y, z, w; z forward, x right, y down)', True),
     'side_camera': (False, 'also render a fixed side camera (same size, field of view and '
@@ -99,6 +99,11 @@ PARAMETERS = {
                         "camera's optical frame [m] (published on side_camera_pose_topic)", True),
     'side_camera_quat': (list(SIDE_CAMERA_QUAT), "base_from_camera rotation of the side camera's "
                          'optical frame (x, y, z, w)', True),
+    'camera_jitter_cm': (0.0, 'each reset mounts the camera at a random offset of up to this '
+                              'per axis from camera_xyz, drawn from the episode seed [cm]', True),
+    'camera_jitter_deg': (0.0, 'and turned by up to this about each base axis, about the point '
+                               'the default camera looks at (the workspace stays in view) [deg]',
+                          True),
     'renderer': ('tiny', "'tiny' (TinyRenderer) or 'egl' (EGL plugin; falls back to tiny when "
                          'it cannot be loaded)', True),
     'max_lag_s': (0.5, 'if simulated time falls this far behind the node clock, it jumps '
@@ -186,6 +191,8 @@ class SimNode(Node):
         side = None
         if get('side_camera'):
             side = side_camera_spec(spec, get('side_camera_xyz'), get('side_camera_quat'))
+        self._camera = spec
+        self._jitter = (get('camera_jitter_cm') / 100.0, get('camera_jitter_deg'))
         self.env = PandaEnv(spec, physics_hz=get('physics_hz'), side_camera_spec=side)
         self.env.substeps(1.0 / rate)              # validates rate vs physics_hz
         if spec.renderer == 'egl' and self.env.camera.backend != 'egl':
@@ -263,6 +270,7 @@ class SimNode(Node):
         if not self._lockstep:
             start = max(self.get_clock().now().nanoseconds, 1)
         self._awaiting = None
+        self.env.set_camera(self._camera.jittered(self._param('seed'), *self._jitter))
         self.episode = SimEpisode(self.env, self._param('task'), self._param('seed'),
                                   start, self._rate, self.topics,
                                   expert=self._param('expert'), ik=self.ik,

@@ -18,12 +18,14 @@ ROS sensor messages -> the model's 3D-aware observation, in numpy (no rclpy impo
 `conversions` parses Image / CameraInfo / PointCloud2 (and builds them back) and raises
 `MessageError` with a stable `reason`; `geometry` is the pinhole maths (unprojection,
 transforms, cloud rendering); `sync` pairs streams by header stamp; `observation_builder`
-decodes each message once and assembles a `RawObservation`. `messages` and `bag_messages`
-build and convert message instances of rclpy or rosbags classes.
+decodes each message once and assembles a `RawObservation`; `mounts` keeps each camera's
+mount (the config's, or the newest geometry_msgs/TransformStamped naming its frame).
+`messages` and `bag_messages` build and convert message instances of rclpy or rosbags classes.
 """
 
 from .conversions import MessageError
 from .conversions import REJECTION_REASONS
+from .mounts import CameraMounts
 from .observation_builder import joint_state_to_vector
 from .observation_builder import ObservationBuilder
 from .sync import MatchedSet
@@ -31,5 +33,6 @@ from .sync import StampSynchronizer
 from .sync import synchronize_streams
 from .sync import SyncRejected
 
-__all__ = ['MatchedSet', 'MessageError', 'ObservationBuilder', 'REJECTION_REASONS',
-           'StampSynchronizer', 'SyncRejected', 'joint_state_to_vector', 'synchronize_streams']
+__all__ = ['CameraMounts', 'MatchedSet', 'MessageError', 'ObservationBuilder',
+           'REJECTION_REASONS', 'StampSynchronizer', 'SyncRejected', 'joint_state_to_vector',
+           'synchronize_streams']

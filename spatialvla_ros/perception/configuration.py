@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 from spatialvla_ros.typed_config import require
 
+DEFAULT_FRAME = 'camera_color_optical_frame'   # the first camera's optical frame by default
+
 
 @dataclass(frozen=True)
 class CameraConfig:
@@ -31,7 +33,8 @@ class CameraConfig:
     depth_topic: str = '/camera/depth/image_raw'      # '' when the camera gives a cloud
     camera_info_topic: str = '/camera/color/camera_info'
     cloud_topic: str = ''                             # PointCloud2 instead of depth ('' = off)
-    # Camera-to-base transform: translation [m] and quaternion (x, y, z, w).
+    # Camera-to-base transform: translation [m] and quaternion (x, y, z, w). The mount in
+    # force until a mount message for `frame_id` arrives on DataConfig.camera_pose_topic.
     base_from_camera_xyz: tuple = (0.0, 0.0, 0.0)
     base_from_camera_quat: tuple = (0.0, 0.0, 0.0, 1.0)
     # LeRobot v3 dataset keys of this camera ('' = observation.images.<name> and
@@ -48,6 +51,9 @@ class CameraConfig:
     @property
     def dataset_depth_key(self):
         return self.depth_key or f'observation.depth.{self.name}'
+    # The optical frame: the child_frame_id of this camera's mount messages. '': DEFAULT_FRAME
+    # for cameras[0], the config's mount only for any other camera (DataConfig.camera_frames).
+    frame_id: str = ''
 
     def validate(self, prefix):
         require(bool(self.color_topic), f'{prefix}.color_topic', self.color_topic,
@@ -79,6 +85,10 @@ class DataConfig:
     # LeRobot v3 dataset keys of the state and the action (the task string is the instruction).
     state_key: str = 'observation.state'
     action_key: str = 'action'
+    # geometry_msgs/TransformStamped base_frame -> camera optical frame: each camera's mount
+    # (the simulator publishes it per episode; the bag reader trains with each episode's own).
+    camera_pose_topic: str = '/spatialvla/camera_pose'  # '' = the config's mounts only
+    base_frame: str = 'panda_link0'  # frame of the mounts and the 3D points ('' = any)
 
     def validate(self, prefix):
         require(len(self.cameras) >= 1, f'{prefix}.cameras', self.cameras, 'at least one camera')
@@ -86,6 +96,25 @@ class DataConfig:
         require(len(set(names)) == len(names), f'{prefix}.cameras', names, 'unique camera names')
         for i, cam in enumerate(self.cameras):
             cam.validate(f'{prefix}.cameras[{i}]')
+        frames = list(self.camera_frames().values())
+        for i, cam in enumerate(self.cameras):
+            frame = self.camera_frames().get(cam.name)
+            require(frame is None or frames.count(frame) == 1,
+                    f'{prefix}.cameras[{i}].frame_id', cam.frame_id or frame,
+                    'a frame no other camera has (a mount message names one camera)')
         require(self.sync_slop >= 0, f'{prefix}.sync_slop', self.sync_slop, 'a value >= 0 [s]')
         require(bool(self.state_key), f'{prefix}.state_key', self.state_key, 'a dataset key')
         require(bool(self.action_key), f'{prefix}.action_key', self.action_key, 'a dataset key')
+
+    def camera_frames(self):
+        """Return {camera name: optical frame of its mount messages} (cameras that have one).
+
+        A camera's frame_id, else DEFAULT_FRAME for the first camera (the simulator's and a
+        RealSense driver's colour optical frame); none without camera_pose_topic.
+        """
+        if not self.camera_pose_topic:
+            return {}
+        frames = {c.name: c.frame_id for c in self.cameras if c.frame_id}
+        if not self.cameras[0].frame_id:
+            frames[self.cameras[0].name] = DEFAULT_FRAME
+        return frames

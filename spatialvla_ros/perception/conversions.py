@@ -14,6 +14,7 @@
 
 """sensor_msgs Image / CameraInfo / PointCloud2 <-> numpy, without rclpy or cv_bridge.
 
+Camera mounts (geometry_msgs/TransformStamped, base frame -> optical frame) parse the same way.
 The parsers are duck-typed: they read only the message fields by name, so the same code
 converts live rclpy messages (`data` is an array.array) and messages deserialised by
 `rosbags` (`data` is a numpy uint8 array). Buffers are wrapped with strided numpy views (no
@@ -25,6 +26,8 @@ The builders go the other way (numpy -> plain field values: nested dicts, numpy 
 `spatialvla_ros.perception.messages.make_message` turns those values into an rclpy or a
 rosbags message of the caller's class.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,8 +49,13 @@ REJECTION_REASONS = (
     'joint_names',     # joint state without the configured joints (unknown names)
     'too_long',        # instruction longer than the node's max_instruction_chars
     'frame',           # the synchronised set cannot be turned into an observation
+    'mount',           # camera mount (TransformStamped): non-unit quaternion, unknown frame
+    'stale_mount',     # the camera's mount is older than the image allows
     'invalid',         # any other malformed content
 )
+
+# |norm - 1| a mount's quaternion may have (float32 round trips, 6-digit YAML values).
+QUATERNION_TOLERANCE = 1e-3
 
 
 class MessageError(ValueError):
@@ -145,6 +153,45 @@ def _image_view(msg, what, channels, kind):
     dtype = np.dtype(kind).newbyteorder('>' if msg.is_bigendian else '<')
     return np.ndarray((height, width, channels), dtype=dtype, buffer=buf,
                       strides=(step, bpp, itemsize))
+
+
+class Mount(NamedTuple):
+    """A camera mount: the pose of the camera's optical frame in the base frame, stamped."""
+
+    stamp_ns: int
+    frame_id: str             # the parent (base) frame
+    child_frame_id: str       # the camera's optical frame
+    base_from_camera: object  # (4, 4) float64 homogeneous transform
+
+
+def transform_stamped_to_mount(msg, what='camera_pose'):
+    """geometry_msgs/TransformStamped-like -> `Mount`, or MessageError naming the field.
+
+    Rejected: a missing child_frame_id, a non-finite translation or rotation ('nonfinite'),
+    a quaternion whose norm is off 1 by more than QUATERNION_TOLERANCE ('mount': it is not a
+    rotation, and normalising it would hide a broken publisher). The rotation is then
+    normalised exactly.
+    """
+    require_fields(msg, ('header', 'child_frame_id', 'transform'), what,
+                   'geometry_msgs/TransformStamped')
+    child = str(msg.child_frame_id)
+    if not child:
+        raise MessageError('mount', f'{what}.child_frame_id: got an empty frame, expected the '
+                           "camera's optical frame")
+    tr, rot = msg.transform.translation, msg.transform.rotation
+    xyz = np.array([tr.x, tr.y, tr.z], dtype=np.float64)
+    quat = np.array([rot.x, rot.y, rot.z, rot.w], dtype=np.float64)
+    for field, value in (('translation', xyz), ('rotation', quat)):
+        if not np.all(np.isfinite(value)):
+            raise MessageError('nonfinite', f'{what}.transform.{field}: got {value.tolist()}, '
+                               'expected finite numbers')
+    norm = float(np.linalg.norm(quat))
+    if abs(norm - 1.0) > QUATERNION_TOLERANCE:
+        raise MessageError('mount', f'{what}.transform.rotation: got {quat.tolist()} (norm '
+                           f'{norm:.6f}), expected a unit quaternion (x, y, z, w) within '
+                           f'{QUATERNION_TOLERANCE}')
+    return Mount(stamp_to_ns(msg.header.stamp), str(msg.header.frame_id), child,
+                 geometry.transform_from_xyz_quat(xyz, quat, f'{what}.transform'))
 
 
 def image_to_rgb(msg, what='image'):
@@ -382,6 +429,13 @@ def camera_info_fields(K, width, height, stamp_ns=0, frame_id=''):
             'roi': {'x_offset': 0, 'y_offset': 0, 'height': 0, 'width': 0, 'do_rectify': False}}
 
 
+def transform_stamped_fields(xyz, quat_xyzw, stamp_ns=0, frame_id='', child_frame_id=''):
+    """Build geometry_msgs/TransformStamped values (a camera mount: base -> optical frame)."""
+    return {'header': header_fields(stamp_ns, frame_id), 'child_frame_id': child_frame_id,
+            'transform': {'translation': dict(zip('xyz', map(float, xyz))),
+                          'rotation': dict(zip('xyzw', map(float, quat_xyzw)))}}
+
+
 def pointcloud2_fields_xyzrgb(xyz, rgb=None, stamp_ns=0, frame_id='', big_endian=False):
     """Build sensor_msgs/PointCloud2 values from xyz (N, 3) or organised (H, W, 3) [+ RGB].
 
@@ -418,6 +472,8 @@ __all__ = [
     'COLOR_ENCODINGS',
     'DEPTH_ENCODINGS',
     'MessageError',
+    'Mount',
+    'QUATERNION_TOLERANCE',
     'camera_info_fields',
     'camera_info_to_K',
     'depth_to_image_fields',
@@ -429,4 +485,6 @@ __all__ = [
     'require_fields',
     'rgb_to_image_fields',
     'stamp_to_ns',
+    'transform_stamped_fields',
+    'transform_stamped_to_mount',
 ]

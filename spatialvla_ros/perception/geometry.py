@@ -82,6 +82,32 @@ def rotation_from_quaternion(quat_xyzw, field='quaternion'):
     ])
 
 
+def rotation_from_rpy(roll, pitch, yaw):
+    """Return the (3, 3) rotation of fixed-axis roll, pitch, yaw [rad] (URDF / tf2 order).
+
+    R = Rz(yaw) @ Ry(pitch) @ Rx(roll): roll about x first, then pitch about y, then yaw about
+    z, all axes of the parent (base) frame.
+    """
+    cr, sr = np.cos(roll), np.sin(roll)
+    cp, sp = np.cos(pitch), np.sin(pitch)
+    cy, sy = np.cos(yaw), np.sin(yaw)
+    return np.array([
+        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+        [-sp, cp * sr, cp * cr],
+    ])
+
+
+def rpy_from_rotation(R):
+    """Return (roll, pitch, yaw) [rad] with rotation_from_rpy(roll, pitch, yaw) == R."""
+    R = np.asarray(R, dtype=np.float64)
+    pitch = float(np.arcsin(np.clip(-R[2, 0], -1.0, 1.0)))
+    if abs(R[2, 0]) < 1.0 - 1e-9:
+        return float(np.arctan2(R[2, 1], R[2, 2])), pitch, float(np.arctan2(R[1, 0], R[0, 0]))
+    # Gimbal lock (pitch = +-90 deg): only roll -+ yaw is defined; yaw = 0 is the convention.
+    return float(np.arctan2(-R[1, 2], R[1, 1])), pitch, 0.0
+
+
 def transform_from_xyz_quat(xyz, quat_xyzw, field='transform'):
     """Return the (4, 4) homogeneous transform of a translation and an (x, y, z, w) quaternion."""
     t = np.asarray(xyz, dtype=np.float64).reshape(-1)
@@ -273,6 +299,8 @@ __all__ = [
     'organized_cloud_to_xyz_map',
     'resize_nearest',
     'rotation_from_quaternion',
+    'rotation_from_rpy',
+    'rpy_from_rotation',
     'scale_intrinsics',
     'transform_from_xyz_quat',
     'transform_points',

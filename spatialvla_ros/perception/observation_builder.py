@@ -26,7 +26,8 @@ Assumptions, stated once:
   with K rescaled to its size and the xyz map is resampled (nearest) to the colour size.
 - an unorganised cloud is in that optical frame; it is rendered into the colour image plane
   with a z-buffer.
-- `base_from_camera` comes from the config (the static mount), not from TF.
+- `base_from_camera` is the config's mount unless the caller passes the mounts in force
+  (`perception.mounts.CameraMounts.snapshot`: the newest mount message per camera), not TF.
 """
 
 import numpy as np
@@ -35,6 +36,7 @@ from spatialvla_ros.core_types import RawObservation
 from spatialvla_ros.perception import conversions
 from spatialvla_ros.perception import geometry
 from spatialvla_ros.perception.conversions import MessageError
+from spatialvla_ros.perception.mounts import CameraMounts
 
 COLOR = 'color'
 DEPTH = 'depth'
@@ -141,11 +143,8 @@ class ObservationBuilder:
                              f'state_dim={state_dim}')
         self.state_dim = state_dim
         self.require_points = require_points
-        self.base_from_camera = {
-            cam.name: geometry.transform_from_xyz_quat(
-                cam.base_from_camera_xyz, cam.base_from_camera_quat,
-                f'data.cameras[{cam.name}].base_from_camera')
-            for cam in self.cameras}
+        self.mounts = CameraMounts(data_config)
+        self.base_from_camera = self.mounts.static
         self.topics = key_topics(data_config)
 
     def decode(self, key, msg, what=None):
@@ -169,15 +168,17 @@ class ObservationBuilder:
                                'select joints by name)')
         return state
 
-    def camera_points(self, camera, image_shape, camera_info, depth=None, cloud=None):
+    def camera_points(self, camera, image_shape, camera_info, depth=None, cloud=None,
+                      base_from_camera=None):
         """(H, W, 3) float32 base-frame xyz map of one camera at the colour size (H, W).
 
         camera_info: decoded (K, width, height); depth: decoded (H', W') metres; cloud:
-        decoded (xyz, rgb, shape) (see `decode`).
+        decoded (xyz, rgb, shape) (see `decode`); base_from_camera: (4, 4) mount (default:
+        the config's).
         """
         height, width = image_shape[:2]
         K, info_w, info_h = camera_info
-        T = self.base_from_camera[camera.name]
+        T = self.base_from_camera[camera.name] if base_from_camera is None else base_from_camera
         rng = {'min_depth': self.min_depth, 'max_depth': self.max_depth}
         if depth is not None:
             dh, dw = depth.shape
@@ -204,7 +205,7 @@ class ObservationBuilder:
                                f'{camera.name!r}')
         return xyz
 
-    def assemble(self, arrays, state, instruction, stamp_ns):
+    def assemble(self, arrays, state, instruction, stamp_ns, mounts=None):
         """One RawObservation from a decoded set; the result is valid by construction.
 
         Args:
@@ -213,7 +214,10 @@ class ObservationBuilder:
             state: `state(joint_state)`, (state_dim,) float32.
             instruction: the task in words (non-empty str).
             stamp_ns: observation stamp [ns].
+            mounts: {camera name: (4, 4) base_from_camera} in force (`CameraMounts.snapshot`);
+                None: the config's mounts.
         """
+        mounts = self.base_from_camera if mounts is None else mounts
         if not isinstance(instruction, str) or not instruction.strip():
             raise MessageError('invalid', f'instruction: got {instruction!r}, expected a '
                                'non-empty string')
@@ -223,12 +227,14 @@ class ObservationBuilder:
             depth = self._get(arrays, cam, DEPTH) if cam.depth_topic else None
             cloud = None if cam.depth_topic else self._get(arrays, cam, CLOUD)
             info = self._get(arrays, cam, CAMERA_INFO)
-            points.append(self.camera_points(cam, rgb.shape, info, depth, cloud))
+            points.append(self.camera_points(cam, rgb.shape, info, depth, cloud,
+                                             mounts[cam.name]))
             images.append(rgb)
         return RawObservation(images=images, points=points, state=state, instruction=instruction,
                               stamp_ns=int(stamp_ns), camera_names=[c.name for c in self.cameras])
 
-    def build(self, messages, joint_state, instruction, stamp_ns=None, camera_infos=None):
+    def build(self, messages, joint_state, instruction, stamp_ns=None, camera_infos=None,
+              mounts=None):
         """One RawObservation from synchronised `messages` {key: msg} (see `sync_keys`).
 
         Args:
@@ -239,6 +245,7 @@ class ObservationBuilder:
             stamp_ns: observation stamp; default the first camera's colour header stamp.
             camera_infos: {camera name: CameraInfo} used when messages lack the camera_info
                 key (drivers that publish it latched, once).
+            mounts: {camera name: (4, 4) base_from_camera} (None: the config's mounts).
         """
         messages = dict(messages)
         for cam in self.cameras:
@@ -256,7 +263,7 @@ class ObservationBuilder:
             for key in camera_keys(cam):
                 arrays[key] = self.decode(key, self._get(messages, cam, key.rsplit('/', 1)[-1]))
         return self.assemble(arrays, self.state(joint_state),
-                             getattr(instruction, 'data', instruction), stamp_ns)
+                             getattr(instruction, 'data', instruction), stamp_ns, mounts)
 
     @staticmethod
     def _get(messages, camera, kind):

@@ -15,16 +15,19 @@
 """
 Everything between a `RawObservation` (numpy, robot units) and the model's tensors.
 
-Pre-processing: validate, images uint8 -> float [0, 1] (B, V, 3, H, W), points stacked, state
-normalised, instruction tokenised. Post-processing: unnormalise the action chunk, refuse
+Pre-processing: validate, images uint8 -> float [0, 1] (B, V, 3, H, W), points stacked (cameras
+of different resolutions: each brought to the vision tower's input size), state normalised,
+instruction tokenised. Post-processing: unnormalise the action chunk, refuse
 non-finite values, clip to the joint limits. The statistics travel with the checkpoint
 (normalization.safetensors) so the policy node, the bag evaluator and training share them.
 """
 
 import numpy as np
+from spatialvla_ros.models.modeling_encoder3d import resize_images
 from spatialvla_ros.models.modeling_spatialvla import ModelBatch
 from spatialvla_ros.models.modeling_spatialvla import ModelObservation
 from spatialvla_ros.models.tokenizer import tokenize_instructions
+from spatialvla_ros.perception import geometry
 import torch
 
 
@@ -64,30 +67,52 @@ class SpatialVLAProcessor:
             if not isinstance(raw.instruction, str):
                 raise ValueError(f'observations[{i}]: observation.instruction: got '
                                  f'{type(raw.instruction).__name__}, expected str')
-        ref = [img.shape for img in raws[0].images]
-        for i, raw in enumerate(raws[1:], start=1):
-            shapes = [img.shape for img in raw.images]
-            if shapes != ref:
-                raise ValueError(f'observations[{i}]: observation.images: got shapes {shapes}, '
-                                 f'expected {ref} like observations[0] (one batch shares sizes)')
+
+    def _to_tower_size(self, raws):
+        """
+        Images (B, V, 3, S, S) float32 and points (B, V, S, S, 3) of cameras of mixed sizes.
+
+        Each camera's image is resized as the encoder resizes any image (`resize_images`, to
+        the tower's S x S input), so its patch features are the ones it would get alone; its
+        xyz map is resampled to S x S by nearest neighbour with the same pixel-centre
+        alignment, so every output pixel keeps a real base-frame point of the pixel it shows
+        (no interpolation across depth edges, NaN never mixes with valid points).
+        """
+        size = self.config.vision.image_size
+        images, points = [], []
+        for raw in raws:
+            for img, pts in zip(raw.images, raw.points):
+                img = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+                images.append(resize_images(img.to(torch.float32).div_(255.0), size)[0])
+                points.append(geometry.resize_nearest(pts, size, size).astype(np.float32))
+        b, v = len(raws), len(raws[0].images)
+        return (torch.stack(images).reshape(b, v, 3, size, size),
+                np.stack(points).reshape(b, v, size, size, 3))
 
     def observations_to_model(self, raws):
         """
         Validate and stack raw observations into a `ModelObservation` on the CPU.
 
         Arguments, by name:
-            raws: list of B `RawObservation` with the same camera count and image sizes.
+            raws: list of B `RawObservation` with the same camera count. When every image of
+                the batch has one size (H, W) they are stacked as they are; otherwise (cameras
+                of different resolutions) every camera is brought to the vision tower's input
+                size S x S (`_to_tower_size`) and H = W = S.
 
         Gives a ModelObservation with images (B, V, 3, H, W) float32 in [0, 1], points
         (B, V, H, W, 3) float32 (NaN kept: the encoder masks them), state (B, S) normalised,
         input_ids (B, L) and attention_mask (B, L) bool.
         """
         self._validate(raws)
-        images = np.stack([np.stack(raw.images) for raw in raws])      # (B, V, H, W, 3) uint8
-        # The layout change is a strided copy: done on the uint8 bytes, 4x fewer than floats.
-        images = torch.from_numpy(images).permute(0, 1, 4, 2, 3).contiguous()  # (B, V, 3, H, W)
-        images = images.to(torch.float32).div_(255.0)
-        points = np.stack([np.stack(raw.points) for raw in raws]).astype(np.float32, copy=False)
+        if len({img.shape for raw in raws for img in raw.images}) > 1:
+            images, points = self._to_tower_size(raws)
+        else:
+            images = np.stack([np.stack(raw.images) for raw in raws])  # (B, V, H, W, 3) uint8
+            # The layout change is a strided copy: on the uint8 bytes, 4x fewer than floats.
+            images = torch.from_numpy(images).permute(0, 1, 4, 2, 3).contiguous()
+            images = images.to(torch.float32).div_(255.0)              # (B, V, 3, H, W)
+            points = np.stack([np.stack(raw.points) for raw in raws])
+        points = points.astype(np.float32, copy=False)
         states = np.stack([np.asarray(raw.state, dtype=np.float32) for raw in raws])
         states = self.stats.normalize_state(states).astype(np.float32)
         input_ids, attention_mask = tokenize_instructions(

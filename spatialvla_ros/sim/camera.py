@@ -36,14 +36,22 @@ import math
 import numpy as np
 import pybullet as p
 
+from spatialvla_ros.perception.geometry import rotation_from_rpy
+from spatialvla_ros.sim.constants import CAMERA_TARGET
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_XYZ
 from spatialvla_ros.sim.constants import SIDE_CAMERA_QUAT
 from spatialvla_ros.sim.constants import SIDE_CAMERA_XYZ
+from spatialvla_ros.sim.constants import WORKSPACE_X
+from spatialvla_ros.sim.constants import WORKSPACE_Y
 
 logger = logging.getLogger(__name__)
 
 RENDERERS = ('tiny', 'egl')
+# The table's workspace (corners and centre, z = 0) that every randomised mount must see.
+WORKSPACE_POINTS = tuple((x, y, 0.0) for x in WORKSPACE_X for y in WORKSPACE_Y) + (
+    (sum(WORKSPACE_X) / 2, sum(WORKSPACE_Y) / 2, 0.0),)
+_MOUNT_SALT = 51_966   # mount draws of a seed are independent of its layout draws
 
 
 def quat_to_matrix(quat):
@@ -125,6 +133,51 @@ class CameraSpec:
         mat[:3, :3] = quat_to_matrix(self.quat)
         mat[:3, 3] = self.xyz
         return mat
+
+    def sees(self, points, margin=0.05):
+        """Say whether every base-frame point (N, 3) is in front of the camera and in the image.
+
+        At least `margin` (a share of the image size) from the border; textbook pinhole.
+        """
+        T = self.base_from_camera()
+        cam = (np.asarray(points, dtype=np.float64) - T[:3, 3]) @ T[:3, :3]   # (N, 3) optical
+        f = 0.5 * self.height / math.tan(math.radians(self.fov_deg) / 2.0)
+        if not np.all(cam[:, 2] > self.near):
+            return False
+        u = f * cam[:, 0] / cam[:, 2] + self.width / 2.0
+        v = f * cam[:, 1] / cam[:, 2] + self.height / 2.0
+        mu, mv = margin * self.width, margin * self.height
+        return bool(np.all((u >= mu) & (u <= self.width - mu) & (v >= mv)
+                           & (v <= self.height - mv)))
+
+    def jittered(self, seed, translation_m, rotation_deg, pivot=CAMERA_TARGET):
+        """Return this camera on a random mount near its own, the same for the same seed.
+
+        The camera turns by roll, pitch and yaw each uniform in +-rotation_deg (base-frame
+        axes) about `pivot` (the point the default camera looks at, so the workspace stays in
+        view), then moves by a translation uniform in +-translation_m per axis. Draws whose
+        view misses part of the workspace (`WORKSPACE_POINTS`, `sees`) are drawn again. The
+        draws depend on the seed only, not on any other random state or on which process
+        asks. No jitter: this spec itself.
+        """
+        if translation_m < 0 or rotation_deg < 0:
+            raise ValueError(f'camera jitter: got {translation_m} m / {rotation_deg} deg, '
+                             'expected values >= 0')
+        if translation_m == 0 and rotation_deg == 0:
+            return self
+        rng = np.random.default_rng([int(seed), _MOUNT_SALT])
+        rot0, t0 = quat_to_matrix(self.quat), np.asarray(self.xyz, dtype=np.float64)
+        pivot = np.asarray(pivot, dtype=np.float64)
+        for _ in range(1000):
+            turn = rotation_from_rpy(*np.radians(rng.uniform(-rotation_deg, rotation_deg, 3)))
+            shift = rng.uniform(-translation_m, translation_m, 3)
+            xyz = pivot + turn @ (t0 - pivot) + shift
+            spec = replace(self, xyz=tuple(float(v) for v in xyz),
+                           quat=matrix_to_quat(turn @ rot0))
+            if spec.sees(WORKSPACE_POINTS):
+                return spec
+        raise ValueError(f'camera jitter: no mount within {translation_m} m / {rotation_deg} '
+                         f'deg of the nominal one sees the whole workspace (seed {seed})')
 
 
 def side_camera_spec(spec, xyz=SIDE_CAMERA_XYZ, quat=SIDE_CAMERA_QUAT):

@@ -28,3 +28,8 @@ DEFAULT_CAMERA_QUAT = (-0.680305, -0.680305, 0.192836, 0.192836)
 # look_at((0.45, 0.95, 0.6), (0.45, 0, 0.15)) rounded to 6 digits.
 SIDE_CAMERA_XYZ = (0.45, 0.95, 0.6)
 SIDE_CAMERA_QUAT = (0.0, 0.845011, -0.534749, 0.0)
+# The point the default camera looks at; a randomised mount turns about it
+# (`sim.camera.CameraSpec.jittered`), so it stays near the image centre.
+CAMERA_TARGET = (0.45, 0.0, 0.12)
+WORKSPACE_X = (0.35, 0.65)          # where objects are placed on the table (z = 0) [m]
+WORKSPACE_Y = (-0.24, 0.24)

@@ -34,6 +34,7 @@ from spatialvla_ros.perception.conversions import depth_to_image_fields
 from spatialvla_ros.perception.conversions import header_fields
 from spatialvla_ros.perception.conversions import pointcloud2_fields_xyzrgb
 from spatialvla_ros.perception.conversions import rgb_to_image_fields
+from spatialvla_ros.perception.conversions import transform_stamped_fields
 from spatialvla_ros.perception.messages import make_message
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_XYZ
@@ -157,10 +158,8 @@ def outcome_message(topics, task, seed, success, steps, error=''):
 
 
 def camera_pose_message(topics, stamp_ns, spec):
-    values = {'header': header_fields(stamp_ns, topics.base_frame),
-              'child_frame_id': topics.camera_frame,
-              'transform': {'translation': dict(zip('xyz', map(float, spec.xyz))),
-                            'rotation': dict(zip('xyzw', map(float, spec.quat)))}}
+    values = transform_stamped_fields(spec.xyz, spec.quat, stamp_ns, topics.base_frame,
+                                      topics.camera_frame)
     return Message(topics.camera_pose, TRANSFORM, _make(TRANSFORM, values), LATCHED)
 
 

@@ -31,6 +31,8 @@ import pybullet_data
 from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.sim.camera import Camera
 from spatialvla_ros.sim.camera import load_egl_plugin
+from spatialvla_ros.sim.constants import WORKSPACE_X
+from spatialvla_ros.sim.constants import WORKSPACE_Y
 from spatialvla_ros.sim.trajectory import TrajectoryExecutor
 
 ARM_JOINTS = tuple(f'panda_joint{i}' for i in range(1, 8))
@@ -52,8 +54,6 @@ OBJECT_MASS = 0.08                  # [kg]
 TRAY_INNER_HALF = 0.08              # inner half size of the tray [m]
 TRAY_WALL = (0.01, 0.035)           # wall thickness, height [m]
 TRAY_FLOOR = 0.008                  # thickness of the tray's floor [m]
-WORKSPACE_X = (0.35, 0.65)          # where objects are placed [m]
-WORKSPACE_Y = (-0.24, 0.24)
 PARKING_Z = -0.72                   # floor height under the table (unused objects) [m]
 MIN_OBJECT_DISTANCE = 0.10          # centre-to-centre [m]
 
@@ -136,6 +136,7 @@ class PandaEnv:
         for j in (9, 10):
             p.changeDynamics(self.robot, j, lateralFriction=1.5, spinningFriction=0.01,
                              physicsClientId=cid)
+        self._egl = egl
         self.camera = Camera(camera_spec, cid, egl) if camera_spec is not None else None
         self.side_camera = (Camera(side_camera_spec, cid, egl)
                             if side_camera_spec is not None else None)
@@ -148,6 +149,10 @@ class PandaEnv:
         self._step_index = 0
         self._t0_ns = 0
         self.executor = TrajectoryExecutor(ACTION_NAMES, HOME)
+
+    def set_camera(self, spec):
+        """Mount the camera anew (e.g. a randomised mount per episode); no body is reloaded."""
+        self.camera = Camera(spec, self.client, self._egl)
 
     # --- scene ---------------------------------------------------------------------------
     def _compound(self, boxes, rgba, mass=0.0, pos=(0, 0, 0)):

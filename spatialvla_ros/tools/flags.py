@@ -22,13 +22,26 @@ frame, the reach task). ROS-free, so generate_demos can share the task list pars
 """
 
 import argparse
+import math
+
+import numpy as np
 
 from spatialvla_ros.evaluation.closed_loop import ClosedLoopOptions
 from spatialvla_ros.evaluation.closed_loop import DEFAULT_FOV_DEG
 from spatialvla_ros.evaluation.closed_loop import DEFAULT_IMAGE_SIZE
 from spatialvla_ros.evaluation.closed_loop import HELD_OUT_SEED_START
 from spatialvla_ros.evaluation.closed_loop import recipe_camera
+from spatialvla_ros.perception.geometry import rotation_from_rpy
+from spatialvla_ros.perception.geometry import rpy_from_rotation
+from spatialvla_ros.sim.camera import matrix_to_quat
+from spatialvla_ros.sim.camera import quat_to_matrix
+from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
+from spatialvla_ros.sim.constants import DEFAULT_CAMERA_XYZ
 from spatialvla_ros.sim.constants import TASKS
+
+# The default mount's orientation as roll, pitch, yaw [deg] (6 digits, as --help shows it).
+DEFAULT_CAMERA_RPY_DEG = tuple(round(math.degrees(a), 6) + 0.0
+                               for a in rpy_from_rotation(quat_to_matrix(DEFAULT_CAMERA_QUAT)))
 
 
 def task_list(text):
@@ -38,6 +51,34 @@ def task_list(text):
     if bad:
         raise argparse.ArgumentTypeError(f'got {text!r}, expected a comma list of {TASKS}')
     return names
+
+
+def non_negative(text):
+    """Parse a number >= 0 (an argparse type)."""
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f'got {text}, expected a number >= 0')
+    return value
+
+
+def camera_quat_from_rpy_deg(rpy_deg):
+    """(x, y, z, w) of a mount's roll, pitch, yaw [deg] about the base axes (URDF order)."""
+    if tuple(rpy_deg) == DEFAULT_CAMERA_RPY_DEG:  # the default mount exactly, not a round trip
+        return DEFAULT_CAMERA_QUAT
+    return matrix_to_quat(rotation_from_rpy(*np.radians(np.asarray(rpy_deg, dtype=np.float64))))
+
+
+def add_camera_jitter_arguments(parser, nominal='the nominal mount'):
+    """Add --camera-jitter-cm / --camera-jitter-deg (a mount per episode seed) to `parser`."""
+    parser.add_argument('--camera-jitter-cm', type=non_negative, default=0.0,
+                        help=f'per episode, mount the camera at a random offset of up to this '
+                             f'per axis from {nominal}, drawn from the episode seed (other seeds: '
+                             'other mounts) [cm] (default: %(default)s)')
+    parser.add_argument('--camera-jitter-deg', type=non_negative, default=0.0,
+                        help='and turn it by up to this about each base axis, about the point '
+                             'the default camera looks at (the workspace stays in view) [deg] '
+                             '(default: %(default)s)')
+    return parser
 
 
 def _at_least(minimum):
@@ -75,6 +116,17 @@ def add_closed_loop_arguments(parser, episodes=10, out_dir='closed_loop_report',
     group.add_argument('--fov-deg', type=float, default=0.0,
                        help="simulator camera field of view [deg] (0: the checkpoint's recipe, "
                             f'else {DEFAULT_FOV_DEG:g})')
+    group.add_argument('--camera-xyz', type=float, nargs=3, metavar=('X', 'Y', 'Z'),
+                       default=DEFAULT_CAMERA_XYZ,
+                       help='simulator camera mount: position of the optical frame in the base '
+                            'frame [m] for the whole run; the policy node learns it from the '
+                            'mount topic only (default: %(default)s)')
+    group.add_argument('--camera-rpy-deg', type=float, nargs=3, metavar=('R', 'P', 'Y'),
+                       default=DEFAULT_CAMERA_RPY_DEG,
+                       help='and its orientation: roll, pitch, yaw [deg] about the base axes '
+                            '(x, then y, then z; optical frame z forward, x right, y down) '
+                            '(default: %(default)s)')
+    add_camera_jitter_arguments(group, '--camera-xyz')
     group.add_argument('--policy-seed', type=int, default=0,
                        help="noise seed of the policy's sampler (-1: fresh noise)")
     group.add_argument('--lockstep', action=argparse.BooleanOptionalAction, default=lockstep,
@@ -97,7 +149,11 @@ def options_from_args(ns, checkpoint_dir=''):
         execute_steps=ns.execute_steps or recipe['execute_steps'],
         image_size=ns.image_size or recipe['image_size'],
         fov_deg=ns.fov_deg or recipe['fov_deg'], policy_seed=ns.policy_seed,
-        lockstep=bool(ns.lockstep), side_camera=recipe['side_camera'])
+        lockstep=bool(ns.lockstep), side_camera=recipe['side_camera'],
+        camera_xyz=tuple(float(v) for v in ns.camera_xyz),
+        camera_quat=camera_quat_from_rpy_deg(ns.camera_rpy_deg),
+        camera_jitter_cm=ns.camera_jitter_cm, camera_jitter_deg=ns.camera_jitter_deg)
 
 
-__all__ = ['add_closed_loop_arguments', 'options_from_args', 'task_list']
+__all__ = ['DEFAULT_CAMERA_RPY_DEG', 'add_camera_jitter_arguments', 'add_closed_loop_arguments',
+           'camera_quat_from_rpy_deg', 'non_negative', 'options_from_args', 'task_list']

@@ -44,6 +44,7 @@ from spatialvla_ros.sim.expert import PandaIK
 from spatialvla_ros.sim.panda_env import PandaEnv
 from spatialvla_ros.sim.rollout import run_episode
 from spatialvla_ros.sim.rollout import T0_NS
+from spatialvla_ros.tools.flags import add_camera_jitter_arguments
 from spatialvla_ros.tools.flags import task_list
 from tqdm import tqdm
 
@@ -62,6 +63,11 @@ class DemoSettings:
     settle_ticks: int = 0            # ticks still recorded after success
     keep_failed: bool = False        # keep bags of failed episodes (outcome success=false)
     side_camera: bool = False        # also record the fixed side camera (same size and fov)
+    # Camera mount per episode: up to this offset per axis [cm] and turn about each axis [deg]
+    # from the nominal mount, drawn from the episode seed (`sim.camera.CameraSpec.jittered`)
+    # and recorded on the mount topic, from which training takes each episode's own mount.
+    camera_jitter_cm: float = 0.0
+    camera_jitter_deg: float = 0.0
 
     def key(self):
         """Return the settings that differ from the defaults, as JSON types: the cache key.
@@ -100,6 +106,7 @@ def _init_worker(settings):
     spec = CameraSpec(width=settings.width, height=settings.height, fov_deg=settings.fov_deg,
                       renderer=settings.renderer)
     side = side_camera_spec(spec) if settings.side_camera else None
+    _worker['camera'] = spec
     _worker['env'] = PandaEnv(spec, side_camera_spec=side)
     _worker['ik'] = PandaIK()
     _worker['topics'] = sim_msgs.SimTopics(cloud=sim_msgs.SimTopics.cloud if settings.cloud
@@ -113,6 +120,8 @@ def _run_one(args):
     path = os.path.join(out, job.name)
     recorder = EpisodeRecorder(path, sim_msgs.topic_table(topics, settings.side_camera),
                                sim_msgs.typestore())
+    _worker['env'].set_camera(_worker['camera'].jittered(
+        job.seed, settings.camera_jitter_cm / 100.0, settings.camera_jitter_deg))
     try:
         task, success, steps = run_episode(
             _worker['env'], job.task, job.seed, T0_NS, settings.rate_hz, topics, _worker['ik'],
@@ -226,6 +235,7 @@ def build_parser():
     parser.add_argument('--side-camera', action='store_true',
                         help='also record the fixed side camera (/side_camera/...: same size and '
                              'field of view as the main one)')
+    add_camera_jitter_arguments(parser)
     parser.add_argument('--keep-failed', action='store_true',
                         help='keep bags of failed episodes (their outcome says success=false)')
     return parser
@@ -239,7 +249,9 @@ def main(args=None):
         return 2
     settings = DemoSettings(width=ns.image_size[0], height=ns.image_size[1], fov_deg=ns.fov_deg,
                             renderer=ns.renderer, rate_hz=ns.rate, cloud=not ns.no_cloud,
-                            keep_failed=ns.keep_failed, side_camera=ns.side_camera)
+                            keep_failed=ns.keep_failed, side_camera=ns.side_camera,
+                            camera_jitter_cm=ns.camera_jitter_cm,
+                            camera_jitter_deg=ns.camera_jitter_deg)
     jobs = [DemoJob(ns.tasks[i % len(ns.tasks)], ns.seed_start + i) for i in range(ns.episodes)]
     try:
         results = generate(ns.out, jobs, settings, ns.workers)

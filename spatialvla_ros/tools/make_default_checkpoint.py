@@ -30,8 +30,9 @@ cube), from the instruction.
    (seeds 0..n-1, task instance drawn from the seed);
 2. config: config/<plan>.yaml with RECIPE['config'] applied (written to <work-dir>);
 3. 3D grounding pre-training of the encoder and VLM (training.grounding): from the first
-   frame of every demonstration, regress the 3D centre of the object its instruction names
-   and the goal point of the task (`sim.tasks.goal_point`: where a push must take it, the
+   frame of every demonstration (and of every push / pick_place scene once per object with its
+   reach instruction), regress the 3D centre of the object the instruction names and the goal
+   point of the task (`sim.tasks.goal_point`: where a push must take it, the
    tray or the cube it goes on). A VLA inherits this ability from its pre-trained VLM; a VLM
    trained from scratch on actions alone does not learn it at this size (measured on reach:
    the first action chunk stays as far off as a random object's);
@@ -121,9 +122,9 @@ RECIPE = {
                       'max_visual_tokens': 64},
         'expert': {'hidden_size': 64, 'head_dim': 16, 'intermediate_size': 128},
         'action': {'chunk_size': 20},
-        'train': {'batch_size': 32, 'steps': 8000, 'learning_rate': 1.0e-3,
+        'train': {'batch_size': 32, 'steps': 24000, 'learning_rate': 1.0e-3,
                   'warmup_steps': 200, 'val_fraction': 0.05, 'seed': 0,
-                  'checkpoint_every': 1000, 'log_every': 50},
+                  'checkpoint_every': 2000, 'log_every': 100},
     },
 }
 GROUNDING_VAL_SEED_START = 2_000_000  # disjoint from demos (0..) and closed loop (1,000,000..)
@@ -181,7 +182,8 @@ def record_demonstrations(recipe, work, workers=0, progress=True):
 def grounding_samples(jobs, image_size, fov_deg, config):
     """First frame of each job's scene with its instruction, object centre and goal point.
 
-    `jobs` are (task, seed, target) triples (target >= 0: a reach of object number target).
+    `jobs` are (task, seed, target) triples (target >= 0: a reach of object number target of
+    the task's scene).
     The observation goes through the policy node's ObservationBuilder, so grounding sees
     exactly what the policy sees.
     """
@@ -212,8 +214,13 @@ def grounding_samples(jobs, image_size, fov_deg, config):
 def pretrain_vlm(config, recipe, work):
     """Stage 3: 3D grounding of encoder + VLM; saved as a policy checkpoint to start from."""
     size, fov = recipe['image_size'], recipe['fov_deg']
-    train = grounding_samples([(j.task, j.seed, j.target) for j in demo_jobs(recipe)],
-                              size, fov, config)
+    # Every push / pick_place scene also once per object with its reach instruction: with one
+    # sample per scene a VLM memorises scene -> point instead of reading the instruction
+    # (measured: held-out error 13.5 cm against 17.6 cm for the mean centre).
+    jobs = [(j.task, j.seed, j.target) for j in demo_jobs(recipe)]
+    jobs += [(j.task, j.seed, k) for j in demo_jobs(recipe) if j.target < 0
+             for k in range(recipe['targets_per_scene'])]
+    train = grounding_samples(jobs, size, fov, config)
     tasks = recipe['tasks']
     val = grounding_samples([(tasks[i % len(tasks)], GROUNDING_VAL_SEED_START + i, -1)
                              for i in range(recipe['grounding_val_scenes'])], size, fov, config)

@@ -24,6 +24,7 @@ wherever it is, and the closed-loop flags mean the same in every command.
 """
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -35,11 +36,17 @@ import pytest
 from spatialvla_ros.evaluation import report
 from spatialvla_ros.evaluation.closed_loop import ClosedLoopOptions
 from spatialvla_ros.evaluation.closed_loop import HELD_OUT_SEED_START
+from spatialvla_ros.evaluation.closed_loop import policy_overrides
+from spatialvla_ros.evaluation.closed_loop import sim_parameters
 from spatialvla_ros.evaluation.closed_loop import summarize
 from spatialvla_ros.evaluation.in_process import run as run_in_process
 from spatialvla_ros.nodes.closed_loop_client import ClosedLoopClient
 from spatialvla_ros.nodes.lifecycle_client import LifecycleError
+from spatialvla_ros.perception.geometry import rotation_from_rpy
 from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
+from spatialvla_ros.sim.camera import quat_to_matrix
+from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
+from spatialvla_ros.sim.constants import DEFAULT_CAMERA_XYZ
 from spatialvla_ros.sim.tasks import sample_episode
 from spatialvla_ros.tools import closed_loop
 from spatialvla_ros.tools import compare_plans
@@ -192,6 +199,28 @@ def test_closed_loop_flags_mean_the_same_in_every_command(tmp_path):
         assert options_from_args(parser.parse_args(extra), '').lockstep == (name == 'demo')
 
 
+def test_camera_mount_flags_reach_the_simulator_and_only_its_topic_the_policy():
+    parser = closed_loop.build_parser()
+    default = options_from_args(parser.parse_args(['--checkpoint', 'x']), '')
+    assert (default.camera_xyz, default.camera_quat) == (DEFAULT_CAMERA_XYZ, DEFAULT_CAMERA_QUAT)
+    assert (default.camera_jitter_cm, default.camera_jitter_deg) == (0.0, 0.0)
+    ns = parser.parse_args(['--checkpoint', 'x', '--camera-xyz', '1.0', '0.1', '0.8',
+                            '--camera-rpy-deg', '-150', '5', '95', '--camera-jitter-cm', '3',
+                            '--camera-jitter-deg', '4'])
+    options = options_from_args(ns, '')
+    sim = sim_parameters(options)
+    assert sim['camera_xyz'] == [1.0, 0.1, 0.8]
+    np.testing.assert_allclose(quat_to_matrix(sim['camera_quat']),
+                               rotation_from_rpy(*np.radians([-150.0, 5.0, 95.0])), atol=1e-12)
+    assert (sim['camera_jitter_cm'], sim['camera_jitter_deg']) == (3.0, 4.0)
+    # the policy node is told to wait for the simulator's mount topic, never given the mount
+    policy = policy_overrides(options)
+    assert policy['require_camera_pose'] is True
+    assert not any('camera' in k and k != 'require_camera_pose' for k in policy), policy
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--checkpoint', 'x', '--camera-jitter-cm', '-1'])
+
+
 def test_held_out_seeds_are_disjoint_from_demonstration_seeds():
     # Demonstrations start at seed 0 and would need a million episodes to reach the range.
     assert demos_parser().parse_args(['--out', 'x']).seed_start == 0
@@ -243,6 +272,10 @@ def test_in_process_runner_agrees_with_the_lockstep_dds_loop(lockstep_run):
     checkpoint, dds = lockstep_run
     policy = SpatialVLAPolicy.from_pretrained(checkpoint)
     local = run_in_process(policy, LOCKSTEP.tasks, LOCKSTEP.seeds(), LOCKSTEP)
+    _assert_same_episodes(local, dds)
+
+
+def _assert_same_episodes(local, dds):
     assert _outcomes(local) == _outcomes(dds)
     for a, b in zip(local, dds):
         # Same observation -> same chunk -> same executed actions: the joint states of every
@@ -250,3 +283,27 @@ def test_in_process_runner_agrees_with_the_lockstep_dds_loop(lockstep_run):
         np.testing.assert_allclose(np.array(a.joint_positions),
                                    np.array(b.joint_positions[:len(a.joint_positions)]),
                                    rtol=0, atol=1e-9)
+
+
+def test_a_moved_and_randomised_mount_reaches_the_policy_through_its_topic(tmp_path_factory,
+                                                                           tmp_path):
+    """The simulator moves its camera; the node learns each episode's mount from the topic.
+
+    In lockstep with require_camera_pose the node answers only with a mount from the topic,
+    and its chunks agree with the in-process runner's, which unprojects with the episode's
+    mount message: the same mount reached both.
+    """
+    checkpoint = cached_checkpoint(tmp_path_factory, 'late_gemma')
+    options = dataclasses.replace(LOCKSTEP, episodes=2, max_steps=4, startup_timeout_s=300.0,
+                                  camera_xyz=(0.95, 0.05, 0.8), camera_jitter_cm=10.0,
+                                  camera_jitter_deg=10.0)
+    dds = closed_loop.run_closed_loop(checkpoint, options, str(tmp_path), env=_lockstep_env())
+    policy = SpatialVLAPolicy.from_pretrained(checkpoint)
+    local = run_in_process(policy, options.tasks, options.seeds(), options)
+    _assert_same_episodes(local, dds)
+    # with the checkpoint's own (nominal) mount the in-process chunks differ: the mount counts
+    nominal = dataclasses.replace(policy.config.data, camera_pose_topic='')
+    policy.model.config = dataclasses.replace(policy.config, data=nominal)
+    blind = run_in_process(policy, options.tasks, options.seeds(), options)
+    assert any(not np.allclose(a.joint_positions, c.joint_positions, rtol=0, atol=1e-6)
+               for a, c in zip(local, blind))

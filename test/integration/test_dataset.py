@@ -19,6 +19,7 @@ bad-data bags are rewritten copies of them (rosbags Writer). References are comp
 straight from the deserialised messages, not through the dataset code.
 """
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -49,15 +50,15 @@ TS = get_typestore(Stores.ROS2_KILTED)
 ARM = [f'panda_joint{i}' for i in range(1, 8)] + ['panda_finger_joint1']
 
 
-def generate_demos(base, episodes=3, size=32, tasks='reach', seed_start=0):
+def generate_demos(base, episodes=3, size=32, tasks='reach', seed_start=0, extra=()):
     """Record simulator demos into <basetemp>/demos_* once per session (shared by files)."""
-    out = base / f'demos_{tasks}_{episodes}x{size}_{seed_start}'
+    out = base / f'demos_{tasks}_{episodes}x{size}_{seed_start}{"_".join(("",) + extra)}'
     if not (out / 'summary.json').exists():
         shutil.rmtree(out, ignore_errors=True)
         subprocess.run([sys.executable, '-m', 'spatialvla_ros.tools.generate_demos', '--out',
                         str(out), '--episodes', str(episodes), '--image-size', str(size),
                         '--tasks', tasks, '--workers', '2', '--seed-start', str(seed_start),
-                        '--no-cloud'], check=True, capture_output=True, timeout=240)
+                        '--no-cloud', *extra], check=True, capture_output=True, timeout=240)
     return sorted(str(p) for p in out.iterdir() if p.is_dir())
 
 
@@ -270,3 +271,43 @@ def test_stats_and_sampling_are_independent_of_the_world_size(demo_bags, config)
     assert sorted(epoch) == list(range(20))
     with pytest.raises(ValueError, match='multiple of the world size'):
         shard_range(6, 0, 4)
+
+
+def test_randomised_mounts_are_recorded_and_trained_with(tmp_path_factory, config, tmp_path):
+    """Each episode's own mount: seeded, on the mount topic, used to unproject its frames."""
+    jitter = ('--camera-jitter-cm', '15', '--camera-jitter-deg', '15')
+    bags = generate_demos(tmp_path_factory.getbasetemp(), episodes=2, extra=jitter)
+    # the same seeds, recorded by one worker instead of two, give the same mounts
+    one = tmp_path / 'one_worker'
+    subprocess.run([sys.executable, '-m', 'spatialvla_ros.tools.generate_demos', '--out',
+                    str(one), '--episodes', '2', '--image-size', '32', '--tasks', 'reach',
+                    '--workers', '1', '--no-cloud', *jitter], check=True, capture_output=True,
+                   timeout=240)
+    poses = []
+    for path in bags + sorted(str(p) for p in one.iterdir() if p.is_dir()):
+        (msg,) = [m for _, _, m in read_bag(path)['/spatialvla/camera_pose']]
+        pose = msg.transform
+        poses.append((pose.translation.x, pose.translation.y, pose.rotation.w))
+    assert poses[:2] == poses[2:] and poses[0] != poses[1]
+    nominal = dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                   camera_pose_topic=''))
+    for path in bags:
+        # the table top (z = 0) is where the episode's own mount puts it, not the config's
+        on_table = []
+        for cfg in (config, nominal):
+            episode, _ = decode_episode(path, cfg)
+            points = episode.points[0][0]
+            z = points[np.isfinite(points).all(-1)][:, 2]
+            on_table.append(np.mean(np.abs(z) < 0.01))
+        assert on_table[0] > 0.5 and on_table[1] < 0.2, on_table
+    # a malformed mount skips the episode with a warning naming the topic and field
+    bad = str(tmp_path / 'bad')
+
+    def edit(topic, index, msg):
+        if topic == '/spatialvla/camera_pose':
+            msg.transform.rotation.w = 3.0
+        return msg
+    rewrite_bag(bags[0], bad, storage='mcap', edit=edit)
+    episode, warnings = decode_episode(bad, config)
+    assert episode is None
+    assert any('/spatialvla/camera_pose' in w and 'transform.rotation' in w for w in warnings)

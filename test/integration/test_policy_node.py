@@ -582,6 +582,38 @@ def test_long_instruction_is_rejected_and_logged_in_brief(setup):
     assert rig.counters()['num_threads'] == '1'  # the default torch thread count
 
 
+def test_camera_mounts_from_the_topic_are_validated_and_counted(setup):
+    """A malformed or stale mount on the mount topic is rejected and counted, never used."""
+    rig = setup['rig']
+    from geometry_msgs.msg import TransformStamped
+    from rclpy.qos import QoSDurabilityPolicy
+    from rclpy.qos import QoSProfile
+    from rclpy.qos import QoSReliabilityPolicy
+    from spatialvla_ros.perception import conversions as cv
+    from spatialvla_ros.perception.messages import make_message
+    latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                         durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+    pub = rig.node.create_publisher(TransformStamped, '/spatialvla/camera_pose', latched)
+    try:
+        assert wait_for(lambda: len(rig.trajectories) >= 1, 90), _log_tail(setup)
+        for quat, child, reason in (((0.0, 0.0, 0.0, 2.0), 'camera_color_optical_frame',
+                                     'mount'),
+                                    ((0.0, 0.0, 0.0, 1.0), 'unknown_frame', 'mount'),
+                                    ((float('nan'), 0.0, 0.0, 1.0), 'camera_color_optical_frame',
+                                     'nonfinite')):
+            before = int(rig.counters().get(f'rejected.{reason}', 0))
+            pub.publish(make_message(TransformStamped, cv.transform_stamped_fields(
+                (0.9, 0.0, 0.85), quat, time.time_ns(), 'panda_link0', child)))
+            assert wait_for(lambda: int(rig.counters().get(f'rejected.{reason}', 0)) > before,
+                            10), rig.counters()
+        assert '/spatialvla/camera_pose.transform.rotation' in rig.counters()[
+            'last_rejection_reason']
+        t0 = time.monotonic()   # the configured mount stays in force: chunks keep coming
+        assert wait_for(lambda: len(rig.received_since(t0)) >= 1, 30), _log_tail(setup)
+    finally:
+        rig.node.destroy_publisher(pub)
+
+
 def test_lifecycle_reconfigure_to_point_clouds(setup):
     """Deactivate/cleanup, configure without a checkpoint (fails, node lives), then clouds."""
     rig, ckpt = setup['rig'], setup['ckpt']

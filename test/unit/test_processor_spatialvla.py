@@ -15,6 +15,7 @@
 """Processor (normalisation, tokenisation, collation, clipping) and the policy's action queue."""
 
 import copy
+import dataclasses
 import os
 
 import numpy as np
@@ -22,8 +23,11 @@ import pytest
 from repo_paths import REPO_ROOT
 from spatialvla_ros.core_types import NormalizationStats
 from spatialvla_ros.core_types import RawObservation
+from spatialvla_ros.models.modeling_encoder3d import patch_positions
+from spatialvla_ros.models.modeling_encoder3d import resize_images
 from spatialvla_ros.models.modeling_spatialvla import SpatialVLAModel
 from spatialvla_ros.models.tokenizer import tokenize_instructions
+from spatialvla_ros.perception.configuration import CameraConfig
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
 from spatialvla_ros.policies.processor_spatialvla import SpatialVLAProcessor
@@ -121,10 +125,65 @@ def test_bad_observations_name_the_field(config, tokenizer, stats):
     bad.points.append(bad.points[0])
     with pytest.raises(ValueError, match='cameras'):
         proc.observations_to_model([bad])
-    with pytest.raises(ValueError, match=r'observations\[1\].*images'):
-        proc.observations_to_model([raw_obs(rng), raw_obs(rng, h=32)])
     with pytest.raises(ValueError, match='observations'):
         proc.observations_to_model([])
+
+
+def plane_points(h, w):
+    """Return the xyz map of a tilted plane seen by an h x w camera (smooth, like a table)."""
+    v, u = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([0.3 + 0.4 * (u + 0.5) / w, -0.2 + 0.4 * (v + 0.5) / h,
+                     0.1 * (u + 0.5) / w], axis=-1).astype(np.float32)
+
+
+def test_cameras_of_different_sizes_run_end_to_end(config, tokenizer, stats):
+    # A 48x64 camera beside a 30x40 one (and a batch whose observations differ in size):
+    # each camera goes to the tower's input size, its 3D positions stay its own.
+    front = config.data.cameras[0]
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, cameras=(
+        front, CameraConfig(name='side', color_topic='/side/color/image_raw',
+                            depth_topic='/side/depth/image_raw',
+                            camera_info_topic='/side/color/camera_info'))))
+    proc = SpatialVLAProcessor(config, tokenizer, stats)
+    rng = np.random.default_rng(12)
+    raws = []
+    for sizes in (((48, 64), (30, 40)), ((30, 40), (30, 40))):
+        raw = raw_obs(rng, *sizes[0])
+        raw.images.append(rng.integers(0, 256, sizes[1] + (3,), dtype=np.uint8))
+        raw.points = [plane_points(*sizes[0]), plane_points(*sizes[1])]
+        raw.points[1][:4] = np.nan                       # invalid depth stays invalid
+        raw.camera_names = ['front', 'side']
+        raws.append(raw)
+    obs = proc.observations_to_model(raws)
+    size = config.vision.image_size
+    assert obs.images.shape == (2, 2, 3, size, size)
+    assert obs.points.shape == (2, 2, size, size, 3)
+    for b, raw in enumerate(raws):
+        for v, (img, pts) in enumerate(zip(raw.images, raw.points)):
+            native = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+            # the image the encoder would make of this camera alone, to the last bit
+            torch.testing.assert_close(obs.images[b, v], resize_images(native, size)[0],
+                                       rtol=0, atol=0)
+            # every resampled point is one of the camera's own points (none interpolated)
+            mine = {tuple(p) for p in pts.reshape(-1, 3)[np.isfinite(pts).all(-1).reshape(-1)]}
+            got = obs.points[b, v].reshape(-1, 3).numpy()
+            assert {tuple(p) for p in got[np.isfinite(got).all(-1)]} <= mine
+            # and each patch's 3D position is the one of the native map within a pixel
+            grid = size // config.vision.patch_size
+            resampled, ok = patch_positions(obs.points[b, v][None, None], grid)
+            ref, ref_ok = patch_positions(torch.from_numpy(pts)[None, None], grid)
+            assert torch.equal(ok, ref_ok)
+            pixel = 0.4 / min(pts.shape[:2])
+            torch.testing.assert_close(resampled[ok], ref[ok], rtol=0, atol=pixel)
+    torch.manual_seed(0)
+    policy = SpatialVLAPolicy(SpatialVLAModel(config), proc)
+    chunks = policy.predict_chunks(raws, seed=3)
+    assert chunks.shape == (2, 10, 8) and np.isfinite(chunks).all()
+    actions = rng.normal(size=(10, 8)).astype(np.float32)
+    batch = proc.collate([(raw, actions, np.ones(10, bool)) for raw in raws])
+    loss = policy.model.compute_loss(batch, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    loss.backward()
 
 
 def test_collate_normalises_and_masks(config, tokenizer, stats):

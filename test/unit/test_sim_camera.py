@@ -27,12 +27,15 @@ import pybullet as p
 import pytest
 
 from repo_paths import REPO_ROOT
+from spatialvla_ros.perception.geometry import rpy_from_rotation
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.sim import messages as sim_msgs
 from spatialvla_ros.sim.camera import CameraSpec
 from spatialvla_ros.sim.camera import look_at
 from spatialvla_ros.sim.camera import quat_to_matrix
 from spatialvla_ros.sim.camera import side_camera_spec
+from spatialvla_ros.sim.camera import WORKSPACE_POINTS
+from spatialvla_ros.sim.constants import CAMERA_TARGET
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_XYZ
 from spatialvla_ros.sim.constants import SIDE_CAMERA_QUAT
@@ -277,3 +280,45 @@ def test_bad_camera_spec_is_rejected():
         CameraSpec(renderer='vulkan').validate()
     with pytest.raises(ValueError, match='near/far'):
         CameraSpec(near=1.0, far=0.5).validate()
+
+
+def test_jittered_mounts_are_seeded_bounded_and_see_the_workspace():
+    nominal = CameraSpec(width=64, height=64)
+    assert nominal.jittered(3, 0.0, 0.0) is nominal
+    rot0, t0 = quat_to_matrix(nominal.quat), np.asarray(nominal.xyz)
+    pivot = np.asarray(CAMERA_TARGET)
+    mounts = [nominal.jittered(seed, 0.15, 15.0) for seed in range(1_000_000, 1_000_040)]
+    # the same seed gives the same mount, whoever asks and whatever was drawn before
+    np.random.seed(0)
+    assert nominal.jittered(1_000_007, 0.15, 15.0) == mounts[7]
+    assert len({m.xyz for m in mounts}) == len(mounts)
+    for spec in mounts:
+        turn = quat_to_matrix(spec.quat) @ rot0.T
+        rpy = np.degrees(rpy_from_rotation(turn))
+        assert np.all(np.abs(rpy) <= 15.0 + 1e-6), rpy
+        shift = np.asarray(spec.xyz) - (pivot + turn @ (t0 - pivot))
+        assert np.all(np.abs(shift) <= 0.15 + 1e-9), shift
+        assert spec.sees(WORKSPACE_POINTS)
+    # some draws really go to the bounds (the sampler is not stuck near the nominal mount)
+    assert max(np.abs(np.asarray(m.xyz) - t0).max() for m in mounts) > 0.1
+    with pytest.raises(ValueError, match='jitter'):
+        nominal.jittered(0, -0.01, 5.0)
+    # rendered: each randomised mount sees every object and the tray, and its mount message
+    # unprojects the table top onto z = 0
+    env = PandaEnv(nominal)
+    topics = sim_msgs.SimTopics()
+    try:
+        for seed, spec in enumerate(mounts[:4]):
+            env.set_camera(spec)
+            env.reset(sample_episode('pick_place', seed)[0], 10**9)
+            msgs, seg = _published(env, topics)
+            assert msgs[topics.camera_pose].transform.translation.x == spec.xyz[0]
+            visible = set(np.unique(seg[seg >= 0] & ((1 << 24) - 1)).tolist())
+            assert env.tray in visible and set(env.objects.values()) <= visible, seed
+            points, _ = _unproject_to_base(msgs[topics.depth], msgs[topics.camera_info],
+                                           msgs[topics.camera_pose])
+            table, _ = _interior(seg, [env.table])
+            top = np.abs(points[table][:, 2]) < TOLERANCE      # the rest: the table's edge
+            assert table.sum() > 500 and top.mean() > 0.9, (seed, top.mean())
+    finally:
+        env.close()
