@@ -343,8 +343,9 @@ def write_checkpoint_readme(out, info):
                      f'{grounding["val_scene_seeds"][0]}..{grounding["val_scene_seeds"][1]}: '
                      f'median error {100 * grounding["val_median_error_m"]:.1f} cm, '
                      f'{100 * grounding["val_within_5cm"]:.0f}% within 5 cm (the mean centre: '
-                     f'{100 * grounding["baseline_median_error_m"]:.1f} cm); goal point '
-                     f'{100 * grounding.get("val_goal_median_error_m", float("nan")):.1f} cm')
+                     f'{100 * grounding["baseline_median_error_m"]:.1f} cm)'
+                     + (f'; goal point {100 * grounding["val_goal_median_error_m"]:.1f} cm'
+                        if grounding.get('val_goal_median_error_m') is not None else ''))
     lines.append(f'- policy training: {train.get("steps")} steps; held-out action MSE '
                  f'{train.get("val_mse"):.4g} (predicting the mean: '
                  f'{train.get("baseline_mse"):.4g})')

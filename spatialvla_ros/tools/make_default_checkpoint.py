@@ -105,7 +105,8 @@ RECIPE = {
     #                               object)
     'settle_ticks': 8,            # ticks still recorded after success (the expert finishes
     #                               its descent and holds; see sim.rollout.run_episode)
-    'grounding_steps': 3000,      # 3D grounding pre-training of encoder + VLM (0: skip)
+    'grounding_steps': 6000,      # 3D grounding pre-training of encoder + VLM (0: skip)
+    'grounding_goal': False,      # also regress the task's goal point (see pretrain_vlm)
     'grounding_val_scenes': 50,   # held-out scenes for its error (seeds 2,000,000 + i)
     'image_size': 64,             # simulator camera [px] (demos and closed loop)
     'fov_deg': 38.0,              # camera field of view: the workspace fills the image
@@ -122,7 +123,7 @@ RECIPE = {
                       'max_visual_tokens': 64},
         'expert': {'hidden_size': 64, 'head_dim': 16, 'intermediate_size': 128},
         'action': {'chunk_size': 20},
-        'train': {'batch_size': 32, 'steps': 24000, 'learning_rate': 1.0e-3,
+        'train': {'batch_size': 32, 'steps': 16000, 'learning_rate': 1.0e-3,
                   'warmup_steps': 200, 'val_fraction': 0.05, 'seed': 0,
                   'checkpoint_every': 2000, 'log_every': 100},
     },
@@ -224,6 +225,11 @@ def pretrain_vlm(config, recipe, work):
     tasks = recipe['tasks']
     val = grounding_samples([(tasks[i % len(tasks)], GROUNDING_VAL_SEED_START + i, -1)
                              for i in range(recipe['grounding_val_scenes'])], size, fov, config)
+    if not recipe['grounding_goal']:
+        # Measured: with the goal point as well, 3000 steps left the held-out object error at
+        # 14.9 cm (mean centre: 17.6 cm); the object alone, on reach scenes, 1.6 cm.
+        train, val = ([GroundingSample(s.observation, s.target_xyz[:3]) for s in samples]
+                      for samples in (train, val))
     tokenizer = build_demo_tokenizer(os.path.join(work, 'grounding_tokenizer'))
     act = config.action
     stats = NormalizationStats.identity(act.state_dim, act.action_dim)
@@ -299,12 +305,11 @@ def make(ns, recipe=None, progress=True):
     grounded, grounding = None, None
     if recipe['grounding_steps'] > 0:
         _say(f'3/5 3D grounding pre-training, {recipe["grounding_steps"]} steps (first frame '
-             f'of every demonstration: object centre and goal point)')
+             f'of every demonstration and every object of every scene)')
         grounded, grounding = pretrain_vlm(config, recipe, work)
         _say(f'    held-out median error {100 * grounding.val_median_error_m:.1f} cm '
              f'({100 * grounding.val_within_5cm:.0f}% within 5 cm; mean centre '
-             f'{100 * grounding.baseline_median_error_m:.1f} cm), goal point '
-             f'{100 * grounding.val_goal_median_error_m:.1f} cm, in {grounding.seconds:.0f} s')
+             f'{100 * grounding.baseline_median_error_m:.1f} cm) in {grounding.seconds:.0f} s')
     run_dir = os.path.join(work, 'run')
     shutil.rmtree(run_dir, ignore_errors=True)
     _say(f'4/5 training {config.train.steps} steps (batch {config.train.batch_size}, '
@@ -346,7 +351,8 @@ def make(ns, recipe=None, progress=True):
             'val_median_error_m': round(grounding.val_median_error_m, 4),
             'val_within_5cm': round(grounding.val_within_5cm, 3),
             'baseline_median_error_m': round(grounding.baseline_median_error_m, 4),
-            'val_goal_median_error_m': round(grounding.val_goal_median_error_m, 4)},
+            'val_goal_median_error_m': (round(grounding.val_goal_median_error_m, 4)
+                                        if recipe['grounding_goal'] else None)},
         'train_wall_s': round(time.monotonic() - start, 1),
         'threads': torch.get_num_threads(),
     }

@@ -44,7 +44,7 @@ IN_PROCESS_SEEDS = 20    # and in one process (about a second per episode)
 def test_recipe_runs_end_to_end_on_a_tiny_budget(tmp_path):
     recipe = copy.deepcopy(recipe_tool.RECIPE)
     recipe.update(scenes=2, episodes={'push': 1, 'pick_place': 1}, grounding_steps=3,
-                  grounding_val_scenes=3)
+                  grounding_val_scenes=3, grounding_goal=True)
     recipe['config']['train'].update(steps=3, warmup_steps=1, checkpoint_every=3,
                                      batch_size=4, val_fraction=0.25)
     work = tmp_path / 'work'
