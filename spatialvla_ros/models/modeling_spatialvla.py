@@ -362,6 +362,7 @@ class SpatialVLAModel(nn.Module):
         return flow_matching.guided_euler_sample(guided_velocity_fn, noise, num_steps, target,
                                                  weights, max_guidance_weight)
 
+
 __all__ = [
     'ActionOutputHead',
     'ActionSuffixEmbedding',

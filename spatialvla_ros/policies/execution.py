@@ -105,7 +105,7 @@ class DelayEstimator:
             self._latencies = (self._latencies + [max(float(latency_s), 0.0)])[-self.window:]
 
     def latency_s(self):
-        """The latency the estimate is built from [s] (None before a counted one)."""
+        """Return the latency the estimate is built from [s] (None before a counted one)."""
         with self._lock:
             values = sorted(self._latencies)
         if not values:
@@ -113,7 +113,7 @@ class DelayEstimator:
         return values[-2] if len(values) >= 2 else values[-1]
 
     def steps(self):
-        """The delay d in control periods (an int >= 0)."""
+        """Return the delay d in control periods (an int >= 0)."""
         q = self.latency_s()
         if q is None:
             return self.initial_steps
@@ -138,7 +138,7 @@ class LatencyInjector:
         self._sleep = sleep
 
     def draw(self):
-        """The next delay [s]."""
+        """Draw the next delay [s]."""
         jitter = self._rng.uniform(0.0, self.jitter_s) if self.jitter_s > 0 else 0.0
         return self.fixed_s + jitter
 
@@ -193,7 +193,7 @@ class CadenceMeter:
             return min(starved / (now_ns - self._start), 1.0)
 
     def latencies(self):
-        """The last `window` latencies [s] (for their percentiles)."""
+        """Return the last `window` latencies [s] (for their percentiles)."""
         with self._lock:
             return list(self._latencies)
 
@@ -225,7 +225,7 @@ class ExecutionScheduler:
 
     def __init__(self, mode, dt, execution_horizon=0, max_guidance_weight=5.0, delay=None):
         if mode not in EXECUTION_MODES:
-            raise ValueError(f"execution: got {mode!r}, expected one of "
+            raise ValueError(f'execution: got {mode!r}, expected one of '
                              + ', '.join(repr(m) for m in EXECUTION_MODES))
         self.mode, self.dt = mode, float(dt)
         self.dt_ns = int(round(self.dt * 1e9))
