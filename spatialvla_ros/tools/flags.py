@@ -28,6 +28,7 @@ from spatialvla_ros.evaluation.closed_loop import DEFAULT_FOV_DEG
 from spatialvla_ros.evaluation.closed_loop import DEFAULT_IMAGE_SIZE
 from spatialvla_ros.evaluation.closed_loop import HELD_OUT_SEED_START
 from spatialvla_ros.evaluation.closed_loop import recipe_camera
+from spatialvla_ros.policies.execution import EXECUTION_MODES
 from spatialvla_ros.sim.constants import TASKS
 
 
@@ -83,6 +84,14 @@ def add_closed_loop_arguments(parser, episodes=10, out_dir='closed_loop_report',
                             'every run and under any CPU load, and the same as --in-process; '
                             '--no-lockstep: real time, to measure what latency does '
                             '(default: %(default)s)')
+    group.add_argument('--execution', choices=EXECUTION_MODES, default='async',
+                       help="the policy node's execution mode: async (the next chunk is "
+                            'computed while the arm executes the current one), sync (the arm '
+                            'holds while the policy thinks; --execute-steps actions per chunk) '
+                            'or rtc (async with Real-Time Chunking) (default: %(default)s)')
+    group.add_argument('--inject-latency-ms', type=float, default=0.0,
+                       help='delay added to every inference of the policy node [ms], so a '
+                            'fast checkpoint stands in for a slow model (default: %(default)s)')
     group.add_argument('--out-dir', default=out_dir,
                        help='report, plots and node logs (default: %(default)s)')
     return parser
@@ -97,7 +106,14 @@ def options_from_args(ns, checkpoint_dir=''):
         execute_steps=ns.execute_steps or recipe['execute_steps'],
         image_size=ns.image_size or recipe['image_size'],
         fov_deg=ns.fov_deg or recipe['fov_deg'], policy_seed=ns.policy_seed,
-        lockstep=bool(ns.lockstep))
+        lockstep=bool(ns.lockstep), execution=ns.execution,
+        inject_latency_ms=_non_negative(ns.inject_latency_ms, '--inject-latency-ms'))
+
+
+def _non_negative(value, flag):
+    if not value >= 0:
+        raise ValueError(f'{flag}: got {value}, expected a number >= 0')
+    return float(value)
 
 
 __all__ = ['add_closed_loop_arguments', 'options_from_args', 'task_list']

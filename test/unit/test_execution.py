@@ -21,6 +21,10 @@ import numpy as np
 import pytest
 from repo_paths import REPO_ROOT
 from spatialvla_ros.core_types import RawObservation
+from spatialvla_ros.evaluation.execution_metrics import execution_metrics
+from spatialvla_ros.evaluation.execution_metrics import jerk_rms
+from spatialvla_ros.evaluation.execution_metrics import seam_jump
+from spatialvla_ros.evaluation.execution_metrics import Trajectory
 from spatialvla_ros.models import flow_matching as fm
 from spatialvla_ros.policies.execution import CadenceMeter
 from spatialvla_ros.policies.execution import ChunkPrefix
@@ -173,3 +177,20 @@ def test_rtc_keeps_the_committed_prefix_exactly(policy):
     np.testing.assert_array_equal(chunk[:3], held[:3])
     soft = slice(3, h - 8)                            # guided, not copied: pulled towards it
     assert np.abs(chunk[soft] - held[soft]).mean() < np.abs(plain[soft] - held[soft]).mean()
+
+
+def test_seam_jump_is_the_boundary_step_over_the_median_step():
+    times = np.arange(8) * 0.1
+    q = np.zeros((8, 9))
+    q[:, 0] = [0.0, 0.01, 0.02, 0.03, 0.08, 0.09, 0.10, 0.11]   # a 0.05 jump after tick 3
+    q[:, 8] = np.arange(8)                                      # a finger: not an arm joint
+    trajectories = [Trajectory(0.0, 0.0, 20, 0.1), Trajectory(0.35, 0.3, 20, 0.1)]
+    largest, nominal, ratio = seam_jump(times, q, trajectories)
+    assert largest == pytest.approx(0.05) and nominal == pytest.approx(0.01)
+    assert ratio == pytest.approx(5.0)
+    metrics = execution_metrics(times, q, trajectories, 0.7)
+    assert metrics['seam_jump'] == pytest.approx(5.0)
+    assert metrics['starved_fraction'] == 0.0 and metrics['chunks_per_s'] == pytest.approx(2 / 0.7)
+    smooth = np.outer(np.arange(8) * 0.1, np.ones(7))          # constant velocity: no jerk
+    assert jerk_rms(times, smooth) == pytest.approx(0.0, abs=1e-6)
+    assert jerk_rms(times, q) > 1.0
