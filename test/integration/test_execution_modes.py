@@ -31,7 +31,7 @@ from spatialvla_ros.tools import closed_loop
 CHECKPOINT = os.path.join(REPO_ROOT, 'checkpoints', 'default')
 OPTIONS = ClosedLoopOptions(tasks=('reach',), episodes=1, max_steps=12, image_size=64,
                             fov_deg=38.0, execute_steps=4, inject_latency_ms=200.0,
-                            startup_timeout_s=180.0)
+                            startup_timeout_s=600.0)   # a loaded machine: minutes
 
 
 def _ends(trajectories):

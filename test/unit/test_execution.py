@@ -14,6 +14,7 @@
 
 """Execution modes: RTC's soft mask and guided sampling, delay estimate, scheduler, cadence."""
 
+import argparse
 import math
 import os
 
@@ -21,6 +22,8 @@ import numpy as np
 import pytest
 from repo_paths import REPO_ROOT
 from spatialvla_ros.core_types import RawObservation
+from spatialvla_ros.evaluation.closed_loop import ClosedLoopOptions
+from spatialvla_ros.evaluation.closed_loop import policy_overrides
 from spatialvla_ros.evaluation.execution_metrics import execution_metrics
 from spatialvla_ros.evaluation.execution_metrics import jerk_rms
 from spatialvla_ros.evaluation.execution_metrics import seam_jump
@@ -32,6 +35,8 @@ from spatialvla_ros.policies.execution import DelayEstimator
 from spatialvla_ros.policies.execution import ExecutionScheduler
 from spatialvla_ros.policies.execution import LatencyInjector
 from spatialvla_ros.policies.policy_spatialvla import SpatialVLAPolicy
+from spatialvla_ros.tools.flags import add_closed_loop_arguments
+from spatialvla_ros.tools.flags import options_from_args
 import torch
 
 DEFAULT_CHECKPOINT = os.path.join(REPO_ROOT, 'checkpoints', 'default')
@@ -194,3 +199,19 @@ def test_seam_jump_is_the_boundary_step_over_the_median_step():
     smooth = np.outer(np.arange(8) * 0.1, np.ones(7))          # constant velocity: no jerk
     assert jerk_rms(times, smooth) == pytest.approx(0.0, abs=1e-6)
     assert jerk_rms(times, q) > 1.0
+
+
+def test_closed_loop_flags_reach_the_policy_node():
+    parser = add_closed_loop_arguments(argparse.ArgumentParser())
+    ns = parser.parse_args(['--execution', 'rtc', '--inject-latency-ms', '250',
+                            '--execute-steps', '4'])
+    options = options_from_args(ns)
+    assert (options.execution, options.inject_latency_ms) == ('rtc', 250.0)
+    params = policy_overrides(options)
+    assert params['execution'] == 'rtc' and params['inject_latency_ms'] == 250.0
+    assert params['execution_horizon'] == 4
+    assert policy_overrides(ClosedLoopOptions())['execution'] == 'async'   # the node's default
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--execution', 'later'])
+    with pytest.raises(ValueError, match='--inject-latency-ms'):
+        options_from_args(parser.parse_args(['--inject-latency-ms', '-5']))
