@@ -222,9 +222,12 @@ class ClosedLoopClient:
         success = bool(outcome.get('success'))
         steps = int(outcome.get('steps', 0))
         # Joint states of the episode itself, from its first tick (stamped as the reset says)
-        # to its last (the real-time simulator keeps publishing after the end).
-        end = t0 + int(round(steps * NS_PER_S / opts.rate_hz))
-        joints = [((t - t0) / NS_PER_S, q) for t, q in joints if t0 <= t <= end]
+        # to its last (the real-time simulator keeps publishing after the end): one per tick,
+        # so counted, not timed (a simulator that falls behind skips its clock ahead, and its
+        # ticks are then further apart than the control period).
+        joints = [(t, q) for t, q in joints if t >= t0][:steps + 1]
+        end = joints[-1][0] if joints else t0
+        joints = [((t - t0) / NS_PER_S, q) for t, q in joints]
         trajectories = [Trajectory((a - t0) / NS_PER_S, (s - t0) / NS_PER_S, n, dt / NS_PER_S)
                         for a, s, n, dt in sent if t0 <= a <= end]
         return EpisodeResult(

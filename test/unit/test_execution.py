@@ -18,6 +18,7 @@ import argparse
 import math
 import os
 
+from checkpoint_utils import cached_checkpoint
 import numpy as np
 import pytest
 from repo_paths import REPO_ROOT
@@ -215,3 +216,19 @@ def test_closed_loop_flags_reach_the_policy_node():
         parser.parse_args(['--execution', 'later'])
     with pytest.raises(ValueError, match='--inject-latency-ms'):
         options_from_args(parser.parse_args(['--inject-latency-ms', '-5']))
+
+
+@pytest.mark.parametrize('plan', ['late_gemma', 'late_llama'])
+def test_rtc_guidance_runs_through_every_fusion_plan(tmp_path_factory, plan):
+    """Guided sampling differentiates one decode step of each backbone (the shipped one is
+    deep fusion); the committed actions stay exact."""
+    tiny = SpatialVLAPolicy.from_pretrained(cached_checkpoint(tmp_path_factory, plan))
+    obs = _observation(tiny)
+    plain = tiny.predict_chunk(obs, seed=1)
+    h = plain.shape[0]
+    held = tiny.predict_chunk(_observation(tiny, seed=3), seed=2)
+    prefix = ChunkPrefix(actions=held, weights=fm.prefix_weights(2, h - 2, h).numpy(),
+                         committed=2, max_guidance_weight=5.0)
+    chunk = tiny.predict_chunk(obs, seed=1, prefix=prefix)
+    assert np.isfinite(chunk).all() and not np.array_equal(chunk, plain)
+    np.testing.assert_array_equal(chunk[:2], held[:2])
