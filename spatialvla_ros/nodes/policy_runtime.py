@@ -489,9 +489,9 @@ class Session:
 
     The node makes one at configure and drops it at cleanup; `start` and `stop` follow activate
     and deactivate. A camera set that completes while every input is fresh becomes a job on a
-    latest-wins worker, whose chunk goes to `publish(job, chunk, latency)` unless it may no
-    longer be published. `settings(name)` reads a node parameter when it is needed (seed and
-    max_observation_age_s apply to the next chunk); `logger` has warning() and info(), as
+    latest-wins worker, whose chunk is published (below) unless it may no longer be.
+    `settings(name)` reads a node parameter when it is needed (seed and max_observation_age_s
+    apply to the next chunk); `logger` has warning() and info(), as
     rclpy's and logging's loggers have; `on_error(exc)` hears a job that raised. The execution
     mode (`policies.execution`) decides when a job may start, what an `rtc` chunk is held to
     and how a chunk is stamped: `publish(job, actions, latency, start_ns)` sends `actions`
