@@ -220,8 +220,10 @@ def test_closed_loop_flags_reach_the_policy_node():
 
 @pytest.mark.parametrize('plan', ['late_gemma', 'late_llama'])
 def test_rtc_guidance_runs_through_every_fusion_plan(tmp_path_factory, plan):
-    """Guided sampling differentiates one decode step of each backbone (the shipped one is
-    deep fusion); the committed actions stay exact."""
+    """Guided sampling runs through each backbone; the committed actions stay exact.
+
+    The shipped checkpoint is deep fusion; these are the late-fusion decoders.
+    """
     tiny = SpatialVLAPolicy.from_pretrained(cached_checkpoint(tmp_path_factory, plan))
     obs = _observation(tiny)
     plain = tiny.predict_chunk(obs, seed=1)
