@@ -87,7 +87,7 @@ class EpisodeResult:
     latencies_s: list = field(default_factory=list)
     joint_times_s: list = field(default_factory=list)
     joint_positions: list = field(default_factory=list)
-    trajectories: list = field(default_factory=list)    # execution_metrics.Trajectory
+    trajectories: list = None            # execution_metrics.Trajectory (None: not recorded)
 
     def metrics(self):
         """Seam jump, jerk RMS and cadence of the episode (`evaluation.execution_metrics`)."""

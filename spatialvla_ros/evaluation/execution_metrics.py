@@ -113,8 +113,13 @@ def execution_metrics(times_s, positions, trajectories, end_s):
     Every figure above for one episode, as a dict.
 
     Keys: seam_jump, seam_step_rad, nominal_step_rad, jerk_rms, chunks_per_s,
-    starved_fraction.
+    starved_fraction; all but jerk_rms NaN when `trajectories` is None (not recorded).
     """
+    if trajectories is None:      # not recorded (the in-process runner has no trajectories)
+        nan = float('nan')
+        return {'seam_jump': nan, 'seam_step_rad': nan, 'nominal_step_rad': nan,
+                'jerk_rms': jerk_rms(times_s, positions), 'chunks_per_s': nan,
+                'starved_fraction': nan}
     largest, nominal, ratio = seam_jump(times_s, positions, trajectories)
     out = {'seam_jump': ratio, 'seam_step_rad': largest, 'nominal_step_rad': nominal,
            'jerk_rms': jerk_rms(times_s, positions)}

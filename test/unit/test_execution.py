@@ -200,6 +200,8 @@ def test_seam_jump_is_the_boundary_step_over_the_median_step():
     smooth = np.outer(np.arange(8) * 0.1, np.ones(7))          # constant velocity: no jerk
     assert jerk_rms(times, smooth) == pytest.approx(0.0, abs=1e-6)
     assert jerk_rms(times, q) > 1.0
+    unrecorded = execution_metrics(times, q, None, 0.7)       # the in-process runner
+    assert math.isnan(unrecorded['starved_fraction']) and math.isnan(unrecorded['seam_jump'])
 
 
 def test_closed_loop_flags_reach_the_policy_node():
