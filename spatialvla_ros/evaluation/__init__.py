@@ -18,6 +18,7 @@
 - `closed_loop`: what a closed-loop episode is and how results are summarised (success per task
   with 95% Wilson intervals, time to success), shared by the DDS loop (`nodes.closed_loop_client`
   + `tools.closed_loop`) and the in-process runner (`in_process`);
+- `execution_metrics`: seam jump, jerk RMS and cadence of an episode's executed trajectory;
 - `replay`: alignment of predicted chunks with recorded actions and its error metrics;
 - `report`: Markdown, CSV, JSON and plots of replays, closed loops and checkpoints;
 - `comparison` (the plan comparison table) and `latency` (model timing) import torch and the

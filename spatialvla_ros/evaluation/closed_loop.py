@@ -44,6 +44,7 @@ import os
 
 import numpy as np
 
+from spatialvla_ros.evaluation.execution_metrics import execution_metrics
 from spatialvla_ros.evaluation.replay import distribution
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
@@ -73,10 +74,13 @@ class ClosedLoopOptions:
     camera_jitter_deg: float = 0.0       # and turn up to this about each axis [deg]
     lockstep: bool = False               # simulated time waits for the policy (reproducible)
     side_camera: bool = False            # the simulator also renders its fixed side camera
+    execution: str = 'async'             # the policy node's execution mode (sync, async, rtc)
+    inject_latency_ms: float = 0.0       # delay added to every inference of the policy node
     sim_node: str = '/sim_node'
     policy_node: str = '/policy_node'
     outcome_topic: str = '/spatialvla/episode_outcome'
     chunk_topic: str = '/spatialvla/action_chunk'
+    trajectory_topic: str = '/joint_trajectory'
     joint_states_topic: str = '/joint_states'
     startup_timeout_s: float = 180.0     # loading the nodes (torch import, checkpoint)
 
@@ -98,10 +102,18 @@ class EpisodeResult:
     latencies_s: list = field(default_factory=list)
     joint_times_s: list = field(default_factory=list)
     joint_positions: list = field(default_factory=list)
+    trajectories: list = None            # execution_metrics.Trajectory (None: not recorded)
+
+    def metrics(self):
+        """Seam jump, jerk RMS and cadence of the episode (`evaluation.execution_metrics`)."""
+        return execution_metrics(self.joint_times_s, self.joint_positions, self.trajectories,
+                                 self.joint_times_s[-1] if self.joint_times_s else 0.0)
 
     def summary(self):
-        return {k: v for k, v in self.__dict__.items()
-                if k not in ('latencies_s', 'joint_times_s', 'joint_positions')}
+        out = {k: v for k, v in self.__dict__.items()
+               if k not in ('latencies_s', 'joint_times_s', 'joint_positions', 'trajectories')}
+        out.update(self.metrics())
+        return out
 
 
 def time_to_success_s(success, steps, rate_hz):
@@ -119,7 +131,9 @@ LOCKSTEP_POLICY_PARAMETERS = {'use_sim_time': True, 'input_timeout_s': 3600.0,
 def policy_overrides(options, dt=0.1):
     """Return the policy node parameters of a closed-loop run."""
     # The mount comes from the simulator's topic only (never the checkpoint's own mount).
-    params = {'seed': int(options.policy_seed), 'require_camera_pose': True}
+    params = {'seed': int(options.policy_seed), 'require_camera_pose': True,
+              'execution': options.execution, 'execution_horizon': int(options.execute_steps),
+              'inject_latency_ms': float(options.inject_latency_ms)}
     if options.lockstep:
         params.update(LOCKSTEP_POLICY_PARAMETERS)   # the simulator paces the chunks
     elif options.execute_steps > 0:
@@ -143,13 +157,20 @@ def sim_parameters(options):
 
 
 def summarize(results, tasks):
-    """Per task: episodes, successes, success rate with its 95% interval, time to success."""
+    """
+    Per task: episodes, successes, success rate with its 95% interval, time to success.
+
+    Also the execution figures (`evaluation.execution_metrics`), averaged over the episodes:
+    seam_jump (and seam_jump_max, the worst episode), jerk_rms, chunks_per_s and
+    starved_fraction, and the chunk latency distribution.
+    """
     out = {}
     for task in tasks:
         rows = [r for r in results if r.task == task]
         ok = [r for r in rows if r.success]
         lat = [v for r in rows for v in r.latencies_s]
         lo, hi = wilson_interval(len(ok), len(rows))
+        metrics = [r.metrics() for r in rows]
         out[task] = {
             'episodes': len(rows), 'successes': len(ok),
             'success_rate': len(ok) / len(rows) if rows else float('nan'),
@@ -157,8 +178,21 @@ def summarize(results, tasks):
             'time_to_success_s': float(np.mean([r.time_to_success_s for r in ok]))
             if ok else float('nan'),
             'latency_s': distribution(lat),
+            **{key: _nanmean([m[key] for m in metrics]) for key in (
+                'seam_jump', 'jerk_rms', 'chunks_per_s', 'starved_fraction')},
+            'seam_jump_max': _nanmax([m['seam_jump'] for m in metrics]),
             'seeds': [r.seed for r in rows]}
     return out
+
+
+def _nanmean(values):
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float('nan')
+
+
+def _nanmax(values):
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.nanmax(values)) if np.isfinite(values).any() else float('nan')
 
 
 def wilson_interval(successes, n, z=1.96):

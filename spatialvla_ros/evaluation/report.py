@@ -279,6 +279,24 @@ def closed_loop_rows(results, tasks):
     return rows
 
 
+EXECUTION_HEADER = ['task', 'chunks/s', 'latency p50 / p90 / p99 [ms]', 'starved periods',
+                    'seam jump [x nominal step] mean (max)', 'jerk RMS [rad/s^3]']
+
+
+def execution_rows(summary):
+    """Rows of the cadence and seam table from `summarize`'s output (formatted)."""
+    rows = []
+    for task, s in summary.items():
+        lat = s['latency_s']
+        rows.append([task, fmt(s['chunks_per_s'], 3),
+                     ' / '.join(fmt(lat[q] * 1e3, 3) for q in ('p50', 'p90', 'p99')),
+                     f'{100 * s["starved_fraction"]:.1f}%'
+                     if s['starved_fraction'] == s['starved_fraction'] else '-',
+                     f'{fmt(s["seam_jump"], 3)} ({fmt(s["seam_jump_max"], 3)})',
+                     fmt(s['jerk_rms'], 3)])
+    return rows
+
+
 DDS_LOOP = 'simulator node + policy node as separate processes over DDS'
 
 
@@ -300,8 +318,15 @@ def write_closed_loop_report(results, options, out_dir, notes=(), loop=DDS_LOOP)
               f'{options.fov_deg:g} deg field of view'
               f'{" (and the side camera)" if options.side_camera else ""}, max steps '
               f'{options.max_steps or "task default"}, executed actions per chunk '
-              f'{options.execute_steps or "until the next chunk (every frame)"}', '',
+              f'{options.execute_steps or "until the next chunk (every frame)"}',
+              f'- execution mode `{options.execution}`, injected latency '
+              f'{options.inject_latency_ms:g} ms per inference', '',
               markdown_table(header, closed_loop_rows(results, options.tasks)), '',
+              'Cadence and seams (`evaluation.execution_metrics`: starved periods had no '
+              'action due; the seam jump is the largest joint step at a chunk boundary of the '
+              'executed trajectory over the median step between boundaries):', '',
+              markdown_table(EXECUTION_HEADER,
+                             execution_rows(summarize(results, options.tasks))), '',
               markdown_table(['task', 'seed', 'instruction', 'success', 'ticks', 'chunks',
                               'wall [s]'],
                              [[r.task, r.seed, r.instruction, 'yes' if r.success else 'no',
@@ -362,7 +387,8 @@ def write_checkpoint_readme(out, info):
         f.write('\n'.join(lines) + '\n')
 
 
-__all__ = ['DDS_LOOP', 'aggregate_metrics', 'closed_loop_rows', 'fmt', 'markdown_table',
+__all__ = ['DDS_LOOP', 'EXECUTION_HEADER', 'aggregate_metrics', 'closed_loop_rows',
+           'execution_rows', 'fmt', 'markdown_table',
            'plot_closed_loop', 'plot_replay_errors', 'plot_replay_trajectories', 'replay_section',
            'write_checkpoint_readme', 'write_closed_loop_report', 'write_csv', 'write_json',
            'write_replay_report']

@@ -145,6 +145,85 @@ def euler_sample(velocity_fn, noise, num_steps):
     return x
 
 
+def prefix_weights(start, end, total):
+    """
+    Real-Time Chunking's soft mask over a new chunk of `total` steps: (total,) float32.
+
+    Steps [0, start) are the committed prefix (weight 1: they execute before the new chunk is
+    ready); over [start, end) the weight decays exponentially from 1 towards 0, as in Black,
+    Galliker and Levine 2025 (eq. 5): w = c * (e^c - 1) / (e - 1) with c the linear ramp
+    (start - 1 - i) / (end - start + 1) + 1 clipped to [0, 1]; steps from `end` on (past the
+    previous chunk, end = H - s) are free (weight 0). `end` wins over `start`: end <= start
+    leaves only [0, end) at weight 1.
+    """
+    start, end, total = int(start), int(end), int(total)
+    if total < 1:
+        raise ValueError(f'total: got {total}, expected an integer >= 1 (chunk steps)')
+    end = min(max(end, 0), total)
+    start = min(max(start, 0), end)
+    i = torch.arange(total, dtype=torch.float32)
+    ramp = ((start - 1 - i) / (end - start + 1) + 1).clamp(0.0, 1.0)
+    w = ramp * torch.expm1(ramp) / math.expm1(1.0)
+    w[:start] = 1.0                   # exactly 1, whatever the rounding of the exponential
+    w[end:] = 0.0
+    return w
+
+
+def guided_euler_sample(velocity_fn, noise, num_steps, target, weights, max_guidance_weight):
+    """
+    Euler sampling with Real-Time Chunking's guided inpainting towards `target` (openpi time).
+
+    At every step the clean-chunk estimate x0 = x_t - t * v(x_t, t) is pulled towards `target`
+    where `weights` > 0: the velocity becomes v - g * J^T (W (target - x0)), with J = dx0/dx_t
+    (one vector-Jacobian product through `velocity_fn`) and the guidance weight
+    g = min(t / (1 - t) * (t^2 + (1 - t)^2) / t^2, max_guidance_weight) (the paper's
+    pseudo-inverse guidance with its clip beta; written for t = 1 noise, t = 0 data). All-zero
+    weights or a zero clip give `euler_sample` exactly (same noise, same result).
+
+    Inputs:
+        velocity_fn: as for `euler_sample`; it must be differentiable in x_t (call this under
+            torch.no_grad, not inference_mode: gradients are switched on here, per step).
+        noise: x at t = 1, (B, H, A).
+        num_steps: Euler steps.
+        target: (B, H, A) or (H, A) actions to inpaint (the previous chunk, aligned in time).
+        weights: (H,) soft mask (`prefix_weights`).
+        max_guidance_weight: the clip beta (>= 0).
+    """
+    num_steps = int(num_steps)
+    weights = torch.as_tensor(weights, dtype=torch.float32, device=noise.device)
+    if weights.shape != noise.shape[1:2]:
+        raise ValueError(f'weights: got shape {tuple(weights.shape)}, expected '
+                         f'({noise.shape[1]},) (one per chunk step)')
+    target = torch.as_tensor(target, dtype=torch.float32, device=noise.device)
+    target = target.expand_as(noise) if target.ndim == 2 else target
+    if target.shape != noise.shape:
+        raise ValueError(f'target: got shape {tuple(target.shape)}, expected '
+                         f'{tuple(noise.shape)}')
+    if max_guidance_weight < 0:
+        raise ValueError(f'max_guidance_weight: got {max_guidance_weight}, expected >= 0')
+    if max_guidance_weight == 0 or not bool(weights.any()):
+        return euler_sample(velocity_fn, noise, num_steps)
+    if num_steps < 1:
+        raise ValueError(f'num_steps: got {num_steps}, expected an integer >= 1')
+    dt = -1.0 / num_steps
+    mask = weights[None, :, None]
+    x = noise.detach().clone()
+    t = torch.ones(noise.shape[0], device=noise.device, dtype=torch.float32)
+    for k in range(num_steps):
+        time = 1.0 - k / num_steps
+        t.fill_(time)
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            v = velocity_fn(x_in, t).float()
+            x0 = x_in - time * v
+            correction, = torch.autograd.grad(x0, x_in, grad_outputs=(target - x0) * mask)
+        ratio = math.inf if time >= 1.0 else time / (1.0 - time)
+        inv_r2 = (time ** 2 + (1.0 - time) ** 2) / time ** 2
+        guidance = min(ratio * inv_r2, float(max_guidance_weight))
+        x = x + dt * (v.detach() - guidance * correction)
+    return x
+
+
 def sincos_time_embedding(t, dim, min_period=4e-3, max_period=4.0):
     """
     Sin/cos features of t with log-spaced periods in [min_period, max_period]: (B,) -> (B, dim).
@@ -166,7 +245,9 @@ __all__ = [
     'euler_sample',
     'flow_loss',
     'flow_loss_per_step',
+    'guided_euler_sample',
     'interpolate',
+    'prefix_weights',
     'sample_time',
     'sincos_time_embedding',
     'velocity_target',

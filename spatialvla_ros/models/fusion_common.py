@@ -202,7 +202,9 @@ class PrefixCache(Cache):
     rows of `attention_inputs`, built once by encode_prefix; `suffix_rope` is the (cos, sin)
     of those positions, (B, S, D) each, when the backbone applies RoPE itself (deep fusion).
     Decoding overwrites only the suffix tail of each layer buffer: the cache is for one
-    sequential sampling loop (not thread-safe) and for inference (no autograd through it).
+    sequential sampling loop (not thread-safe) and for inference: autograd through a decode
+    step only for guided sampling, which sets `differentiable` and calls `detach_` before
+    every step, so a step's graph never reaches into the buffers' earlier steps.
     """
 
     def __init__(self, num_layers, suffix_mask, suffix_positions, rope=None):
@@ -211,6 +213,13 @@ class PrefixCache(Cache):
         self.suffix_mask = suffix_mask
         self.suffix_positions = suffix_positions
         self.suffix_rope = rope
+        self.differentiable = False
+
+    def detach_(self):
+        """Drop the autograd history of the layer buffers (same storage, no copy)."""
+        for layer in self.layers:
+            if layer.is_initialized:
+                layer.keys, layer.values = layer.keys.detach(), layer.values.detach()
 
     @property
     def batch(self):
@@ -273,7 +282,7 @@ def check_decode(backbone, cache, suffix_embeds):
     if not isinstance(cache, PrefixCache):
         raise TypeError(f'cache: got {type(cache).__name__}, expected the PrefixCache returned '
                         'by encode_prefix')
-    if torch.is_grad_enabled():
+    if torch.is_grad_enabled() and not cache.differentiable:
         raise RuntimeError('decode_suffix is inference-only (it reuses the prefix cache in '
                            'place): call it under torch.inference_mode() or torch.no_grad(); '
                            'use forward() for training')

@@ -307,8 +307,8 @@ class SpatialVLAModel(nn.Module):
         return self.compute_loss(batch, generator=generator)
 
     # ---------------------------------------------------------------- inference
-    @torch.inference_mode()
-    def sample_actions(self, observation, num_steps=None, generator=None, noise=None):
+    def sample_actions(self, observation, num_steps=None, generator=None, noise=None,
+                       guidance=None):
         """
         Denoise one action chunk per observation: prefix encoded once, suffix per step.
 
@@ -317,10 +317,19 @@ class SpatialVLAModel(nn.Module):
             num_steps: Euler steps (default config.flow.num_steps); dt = -1 / num_steps.
             generator: torch.Generator (any device) for the initial noise.
             noise: optional (B, H, A) initial noise (overrides generator).
+            guidance: optional (target (B, H, A) or (H, A) normalised actions, weights (H,),
+                max_guidance_weight): Real-Time Chunking's guided inpainting
+                (`flow_matching.guided_euler_sample`); None samples plainly.
 
         Gives (B, H, A) float32 normalised actions: the Euler integration runs in float32
         whatever the model dtype (only the velocity network runs in it).
         """
+        # Guidance differentiates through the velocity network, which inference-mode tensors
+        # (the cached prefix) cannot take part in: no_grad there, inference_mode otherwise.
+        with torch.inference_mode() if guidance is None else torch.no_grad():
+            return self._sample_actions(observation, num_steps, generator, noise, guidance)
+
+    def _sample_actions(self, observation, num_steps, generator, noise, guidance):
         num_steps = self.config.flow.num_steps if num_steps is None else int(num_steps)
         if num_steps < 1:
             raise ValueError(f'num_steps: got {num_steps}, expected an integer >= 1')
@@ -341,7 +350,17 @@ class SpatialVLAModel(nn.Module):
             hidden = self.backbone.decode_suffix(cache, suffix)           # (B, 2 + H, De)
             return self.action_head(hidden)                               # (B, H, A)
 
-        return flow_matching.euler_sample(velocity_fn, noise, num_steps)
+        if guidance is None:
+            return flow_matching.euler_sample(velocity_fn, noise, num_steps)
+        target, weights, max_guidance_weight = guidance
+        cache.differentiable = True
+
+        def guided_velocity_fn(x_t, t):  # one decode step's graph at a time
+            cache.detach_()
+            return velocity_fn(x_t, t)
+
+        return flow_matching.guided_euler_sample(guided_velocity_fn, noise, num_steps, target,
+                                                 weights, max_guidance_weight)
 
 
 __all__ = [

@@ -47,12 +47,14 @@ from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.evaluation.closed_loop import EpisodeResult
 from spatialvla_ros.evaluation.closed_loop import time_to_success_s
+from spatialvla_ros.evaluation.execution_metrics import Trajectory
 from spatialvla_ros.nodes.lifecycle_client import call
 from spatialvla_ros.nodes.lifecycle_client import LifecycleClient
 from spatialvla_ros.sim.tasks import MAX_STEPS
 from spatialvla_ros_interfaces.msg import ActionChunk
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
 
 AUTOSTART_PATIENCE_S = 15.0   # a stable state this long means autostart is not coming
 LOCKSTEP_ANSWER_S = 60.0      # the simulator's lockstep_timeout_s default, per chunk
@@ -74,13 +76,15 @@ class ClosedLoopClient:
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._lock = threading.Lock()
-        self._outcomes, self._chunks, self._joints = [], [], []
+        self._outcomes, self._chunks, self._joints, self._trajectories = [], [], [], []
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         node = self.node
         node.create_subscription(String, options.outcome_topic, self._on_outcome, reliable)
         node.create_subscription(ActionChunk, options.chunk_topic, self._on_chunk, reliable)
         node.create_subscription(JointState, options.joint_states_topic, self._on_joints,
                                  reliable)
+        node.create_subscription(JointTrajectory, options.trajectory_topic,
+                                 self._on_trajectory, reliable)
         self._reset = node.create_client(Trigger, f'{options.sim_node}/reset')
         self._set_params = node.create_client(SetParameters,
                                               f'{options.sim_node}/set_parameters')
@@ -112,6 +116,20 @@ class ClosedLoopClient:
     def _on_chunk(self, msg):
         with self._lock:
             self._chunks.append((time.monotonic(), float(msg.inference_latency)))
+
+    def _on_trajectory(self, msg):
+        # (arrival, stamp, points, dt) [ns], arrival on the simulator's clock: the stamp of
+        # the newest joint state (the tick it was taken at), so a simulator that lags the
+        # system clock under load still places it right; never before its own stamp (lockstep
+        # waits for it).
+        if not msg.points:
+            return
+        stamp = stamp_to_ns(msg.header.stamp)
+        offsets = [stamp_to_ns(p.time_from_start) for p in msg.points]
+        dt = offsets[0] if len(offsets) == 1 else offsets[1] - offsets[0]
+        with self._lock:
+            now = self._joints[-1][0] if self._joints else stamp
+            self._trajectories.append((max(now, stamp), stamp, len(offsets), dt))
 
     def _on_joints(self, msg):
         with self._lock:
@@ -163,7 +181,7 @@ class ClosedLoopClient:
         self.ensure_policy_state('inactive', processes=processes)
         self._set_sim(task=task, seed=int(seed), max_steps=int(opts.max_steps))
         with self._lock:
-            self._joints = []
+            self._joints, self._trajectories = [], []
         answer = call(self._reset, Trigger.Request())
         if not answer.success:
             raise RuntimeError(f'{opts.sim_node}/reset failed: {answer.message}')
@@ -200,17 +218,23 @@ class ClosedLoopClient:
         with self._lock:
             chunks = [lat for t, lat in self._chunks if t >= start]
             joints = sorted(dict(self._joints).items())   # one per stamp, in time order
+            sent = sorted(self._trajectories)
         success = bool(outcome.get('success'))
         steps = int(outcome.get('steps', 0))
         # Joint states of the episode itself, from its first tick (stamped as the reset says)
-        # to its last (the real-time simulator keeps publishing after the end).
-        end = t0 + int(round(steps * NS_PER_S / opts.rate_hz))
-        joints = [((t - t0) / NS_PER_S, q) for t, q in joints if t0 <= t <= end]
+        # to its last (the real-time simulator keeps publishing after the end): one per tick,
+        # so counted, not timed (a simulator that falls behind skips its clock ahead, and its
+        # ticks are then further apart than the control period).
+        joints = [(t, q) for t, q in joints if t >= t0][:steps + 1]
+        end = joints[-1][0] if joints else t0
+        joints = [((t - t0) / NS_PER_S, q) for t, q in joints]
+        trajectories = [Trajectory((a - t0) / NS_PER_S, (s - t0) / NS_PER_S, n, dt / NS_PER_S)
+                        for a, s, n, dt in sent if t0 <= a <= end]
         return EpisodeResult(
             task=task, seed=int(seed), instruction=instruction, success=success, steps=steps,
             time_to_success_s=time_to_success_s(success, steps, opts.rate_hz), wall_s=wall,
             chunks=len(chunks), latencies_s=chunks, joint_times_s=[t for t, _ in joints],
-            joint_positions=[q for _, q in joints])
+            joint_positions=[q for _, q in joints], trajectories=trajectories)
 
     def run(self, processes=(), progress=None):
         """Every episode of every task; `progress(result, done, total)` after each."""

@@ -77,20 +77,22 @@ def to_duration(seconds):
     return Duration(**ns_to_stamp(int(round(seconds * 1e9)))._asdict())
 
 
-def chunk_messages(config, chunk, stamp_ns, latency):
+def chunk_messages(config, chunk, stamp_ns, latency, start_ns=None):
     """
-    (JointTrajectory, ActionChunk) of one chunk, both stamped with its observation's stamp.
+    (JointTrajectory, ActionChunk) of one chunk, stamped with its observation's stamp.
 
-    chunk: (chunk_size, action_dim) float32 in robot units. The ActionChunk's header stamp
-    (publication time) is left to the caller.
+    chunk: (n, action_dim) float32 in robot units (n <= chunk_size: sync sends the executed
+    actions only). start_ns: the trajectory's stamp when it is not the observation's (sync
+    starts a chunk when it is ready). The ActionChunk's header stamp (publication time) is left
+    to the caller.
     """
     act, stamp = config.action, to_time(stamp_ns)
     names = list(act.names) or [f'action_{j}' for j in range(act.action_dim)]
     traj = JointTrajectory(joint_names=names, points=[JointTrajectoryPoint(
         positions=chunk[k].tolist(), time_from_start=to_duration((k + 1) * act.dt))
-        for k in range(act.chunk_size)])
-    traj.header.stamp = stamp
-    msg = ActionChunk(plan=config.plan, names=names, horizon=act.chunk_size,
+        for k in range(len(chunk))])
+    traj.header.stamp = stamp if start_ns is None else to_time(start_ns)
+    msg = ActionChunk(plan=config.plan, names=names, horizon=len(chunk),
                       action_dim=act.action_dim, dt=float(act.dt), observation_stamp=stamp,
                       inference_latency=float(latency),
                       actions=array.array('f', np.ascontiguousarray(chunk, np.float32).tobytes()))

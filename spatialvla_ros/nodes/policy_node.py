@@ -129,7 +129,7 @@ class PolicyNode(Node):
             self._p('camera_pose_max_age_s'))
         self._session = policy_runtime.Session(policy, live, self._stats, self._p,
                                                self._publish, self.get_logger(),
-                                               self._on_worker_error)
+                                               self._on_worker_error, self._now_ns)
         self._traj_pub = self.create_lifecycle_publisher(
             JointTrajectory, self._p('trajectory_topic'), 10)
         self._chunk_pub = self.create_lifecycle_publisher(
@@ -197,9 +197,13 @@ class PolicyNode(Node):
         self._error = f'inference failed: {type(exc).__name__}: {exc}'
         self.get_logger().error(self._error, throttle_duration_sec=2.0)
 
-    def _publish(self, job, chunk, latency):
+    def _now_ns(self):
+        return self.get_clock().now().nanoseconds
+
+    def _publish(self, job, chunk, latency, start_ns):
         """Worker thread: publish a chunk the session may still publish."""
-        traj, msg = policy_messages.chunk_messages(self._config, chunk, job.stamp_ns, latency)
+        traj, msg = policy_messages.chunk_messages(self._config, chunk, job.stamp_ns, latency,
+                                                   start_ns)
         msg.header.stamp = self.get_clock().now().to_msg()
         self._traj_pub.publish(traj)
         self._chunk_pub.publish(msg)
@@ -212,6 +216,7 @@ class PolicyNode(Node):
             self._lifecycle, self._error, session.waiting if session else '',
             self._stats.rejections.last_reason)
         values = self._stats.values(session.worker.dropped if session and session.worker else 0)
+        values.update(self._stats.cadence_values(self._now_ns()))
         values.update(lifecycle_state=self._lifecycle, plan=getattr(self._config, 'plan', ''),
                       device=self._device, num_threads=self._threads,
                       warmup_s=f'{self._warmup_s:.3f}')

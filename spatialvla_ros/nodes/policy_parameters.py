@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import textwrap
 
 from spatialvla_ros.models.configuration_spatialvla import PLANS
+from spatialvla_ros.policies.execution import EXECUTION_MODES
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,23 @@ NODE_PARAMETERS = (
                   0.1, 100.0),
     NodeParameter('warn_throttle_s', 2.0, 'Min interval between two warnings for the same '
                   'topic and reason [s].', 0.0, 3600.0),
+    # Execution modes (policies/execution.py), read at activate.
+    NodeParameter('execution', 'async', 'How chunks meet a moving arm. async: the next '
+                  'inference starts while the current chunk executes; a chunk is stamped at its '
+                  'observation and replaces the rest of the old one when it is ready. sync: '
+                  'the arm holds while the policy thinks (execution_horizon actions per chunk, '
+                  'stamped when ready, then the next observation). rtc: async with Real-Time '
+                  'Chunking (the actions due before the chunk is ready held to the previous '
+                  'chunk, the overlap inpainted by guided sampling).', choices=EXECUTION_MODES),
+    NodeParameter('execution_horizon', 0, 'sync: actions of a chunk executed before the next '
+                  'observation (0: the whole chunk).', 0, 1000),
+    NodeParameter('rtc_max_guidance_weight', 5.0, "rtc: the guidance-weight clip (the paper's "
+                  'beta; 0: no guidance, only the committed actions are held).', 0.0, 1000.0),
+    NodeParameter('inject_latency_ms', 0.0, 'Experiments: a fixed delay added to every '
+                  'inference [ms], so a fast model stands in for a slow one.', 0.0, 60000.0),
+    NodeParameter('inject_latency_jitter_ms', 0.0, 'Experiments: plus a uniform random delay '
+                  'in [0, this) per inference [ms] (seeded by seed; -1: unseeded).',
+                  0.0, 60000.0),
 )
 
 # cameras.<camera name>.<field>; defaults come from the checkpoint's data.cameras.

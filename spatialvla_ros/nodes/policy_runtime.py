@@ -31,11 +31,15 @@ import time
 
 from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.core_types import stamp_to_ns
+from spatialvla_ros.evaluation.replay import distribution
 from spatialvla_ros.perception.conversions import MessageError
 from spatialvla_ros.perception.conversions import REJECTION_REASONS
 from spatialvla_ros.perception.observation_builder import ObservationBuilder
 from spatialvla_ros.perception.observation_builder import sync_keys
 from spatialvla_ros.perception.sync import StampSynchronizer
+from spatialvla_ros.policies.execution import CadenceMeter
+from spatialvla_ros.policies.execution import ExecutionScheduler
+from spatialvla_ros.policies.execution import LatencyInjector
 
 
 class Throttle:
@@ -248,13 +252,15 @@ class NodeStats:
 
     def __init__(self, throttle_s=2.0):
         self.rate = RateMeter()
+        self.cadence = CadenceMeter()
         self.published_chunks = 0
         self.last_latency = 0.0
         self.dropped_before = 0  # latest-wins drops of the workers of earlier activations
         self.reset(throttle_s)
 
-    def reset(self, throttle_s):
-        """Start the rejection and suppression counts afresh (on activate)."""
+    def reset(self, throttle_s, now_ns=None):
+        """Start the rejection, suppression and cadence counts afresh (on activate)."""
+        self.cadence.reset(now_ns)
         self.rejections = RejectionLog(throttle_s)
         self.suppressed = collections.Counter()
         self._suppress_throttle = Throttle(throttle_s)
@@ -268,6 +274,14 @@ class NodeStats:
         self.published_chunks += 1
         self.last_latency = float(latency)
         self.rate.tick()
+
+    def cadence_values(self, now_ns):
+        """Cadence for the DiagnosticArray: chunks/s, latency p50/p90/p99, starved fraction."""
+        lat = distribution(self.cadence.latencies())
+        values = {'chunks_per_s': f'{self.cadence.chunks_per_s(now_ns):.3f}',
+                  'starved_fraction': f'{self.cadence.starved_fraction(now_ns):.4f}'}
+        values.update({f'latency_{q}_s': f'{lat[q]:.4f}' for q in ('p50', 'p90', 'p99')})
+        return values
 
     def values(self, worker_dropped=0):
         """Counters as {key: value} for the DiagnosticArray (and the PolicyStatus fields)."""
@@ -510,29 +524,45 @@ class Session:
 
     The node makes one at configure and drops it at cleanup; `start` and `stop` follow activate
     and deactivate. A camera set that completes while every input is fresh becomes a job on a
-    latest-wins worker, whose chunk goes to `publish(job, chunk, latency)` unless it may no
-    longer be published. `settings(name)` reads a node parameter when it is needed (seed and
-    max_observation_age_s apply to the next chunk); `logger` has warning() and info(), as
-    rclpy's and logging's loggers have; `on_error(exc)` hears a job that raised.
+    latest-wins worker, whose chunk is published (below) unless it may no longer be.
+    `settings(name)` reads a node parameter when it is needed (seed and max_observation_age_s
+    apply to the next chunk); `logger` has warning() and info(), as
+    rclpy's and logging's loggers have; `on_error(exc)` hears a job that raised. The execution
+    mode (`policies.execution`) decides when a job may start, what an `rtc` chunk is held to
+    and how a chunk is stamped: `publish(job, actions, latency, start_ns)` sends `actions`
+    as a trajectory starting at `start_ns`; `ros_now()` is the clock of the stamps [ns].
     """
 
-    def __init__(self, policy, live, stats, settings, publish, logger, on_error=None):
+    def __init__(self, policy, live, stats, settings, publish, logger, on_error=None,
+                 ros_now=time.time_ns):
         self.policy, self.live, self.stats = policy, live, stats
         self._settings, self._publish, self._logger = settings, publish, logger
-        self._on_error = on_error
+        self._on_error, self._ros_now = on_error, ros_now
         self.worker, self.active, self.waiting = None, False, ''
+        self.execution = self.injector = None
         self._waiting_log = LastingChange(0.0)
 
     def start(self, input_timeout_s, future_tolerance_s, warn_throttle_s, max_rate_hz):
         """Activate: inputs, counts and waiting state afresh; start the worker."""
         self.live.reset(input_timeout_s, future_tolerance_s)
-        self.stats.reset(warn_throttle_s)
+        self.stats.reset(warn_throttle_s, self._ros_now())
+        self._start_execution()
         self._waiting_log = LastingChange(warn_throttle_s)
         self.worker = LatestWinsWorker(
             self._infer, min_period_s=1.0 / max_rate_hz if max_rate_hz > 0 else 0.0,
             on_error=self._on_error)
         self.worker.start()
         self.waiting, self.active = '', True
+
+    def _start_execution(self):
+        # Per activation: the delay estimate starts afresh, so the warm-up chunk of configure
+        # never counts, and the first chunk after activation is its cold start.
+        get = self._settings
+        self.execution = ExecutionScheduler(
+            get('execution'), self.policy.config.action.dt, get('execution_horizon'),
+            get('rtc_max_guidance_weight'))
+        self.injector = LatencyInjector(get('inject_latency_ms') * 1e-3,
+                                        get('inject_latency_jitter_ms') * 1e-3, get('seed'))
 
     def stop(self, timeout_s=30.0):
         """Deactivate: stop the worker (a chunk in flight is not published); False if it hung."""
@@ -559,7 +589,7 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - no input may kill the node
             self.reject(topic, exc)
             return
-        if job is not None:
+        if job is not None and self.execution.may_start(now_ns, self.worker.busy):
             self.worker.submit(job)
 
     def joint_state(self, topic, msg, now_ns):
@@ -618,11 +648,14 @@ class Session:
             self.reject(SYNC_INPUT, exc)
             return
         seed = self._settings('seed')
+        prefix = self.execution.prefix(job.stamp_ns, self.policy.config.action.chunk_size)
         try:  # (H, A) float32; the processor refuses non-finite actions with a ValueError
-            chunk = self.policy.predict_chunk(obs, seed=seed if seed >= 0 else None)
+            chunk = self.policy.predict_chunk(obs, seed=seed if seed >= 0 else None,
+                                              prefix=prefix)
         except ValueError as exc:
             self._suppress('refused_action', f'not published: {exc}')
             return
+        self.injector.wait()
         latency = self.live.clock() - job.received
         max_age = self._settings('max_observation_age_s')
         if not self.active:
@@ -633,7 +666,16 @@ class Session:
             self._suppress('late_result', f'chunk ready {latency:.3f} s after its observation '
                            f'(max_observation_age_s {max_age}): not published')
         else:
-            self._publish(job, chunk, latency)
+            self._send(job, chunk, latency)
+
+    def _send(self, job, chunk, latency):
+        """Publish a chunk as its execution mode says; count its delay and cadence."""
+        ready_ns = self._ros_now()
+        actions, start_ns = self.execution.output(chunk, job.stamp_ns, ready_ns)
+        self._publish(job, actions, latency, start_ns)
+        self.execution.published(actions, start_ns, job.stamp_ns, ready_ns)
+        self.stats.cadence.published(
+            ready_ns, start_ns + len(actions) * self.execution.dt_ns, latency)
 
 
 def load_policy(checkpoint_dir, device='auto', dtype='auto', num_steps=0, plan='',

@@ -21,6 +21,7 @@ share the same processor (normalisation, tokenisation, clipping) and the same sa
 
 import time
 
+import numpy as np
 from spatialvla_ros.models.checkpoint import load_checkpoint
 from spatialvla_ros.models.modeling_spatialvla import ModelObservation
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
@@ -88,21 +89,36 @@ class SpatialVLAPolicy:
             generator = torch.Generator(device=self.model.device).manual_seed(int(seed))
         return generator
 
-    def predict_chunks(self, raw_observations, generator=None, seed=None):
+    def predict_chunks(self, raw_observations, generator=None, seed=None, prefix=None):
         """
         Batched chunks (B, H, A) in robot units, clipped; raises on non-finite output.
 
         The initial noise of sample b is row b of one (B, H, A) draw, so a sample's chunk
-        depends on its position in the batch for a given seed.
+        depends on its position in the batch for a given seed. `prefix` (an
+        `execution.ChunkPrefix`, robot units) makes every chunk a Real-Time Chunking
+        continuation of it: sampled with guided inpainting towards prefix.actions under
+        prefix.weights, then its first prefix.committed actions replaced by the prefix's, so
+        they are exactly what the robot is executing.
         """
         observation = self.processor.observations_to_model(list(raw_observations))
+        guidance = None
+        if prefix is not None:
+            target = self.processor.stats.normalize_action(
+                np.asarray(prefix.actions, dtype=np.float32)).astype(np.float32)
+            guidance = (torch.from_numpy(target), torch.as_tensor(prefix.weights),
+                        prefix.max_guidance_weight)
         actions = self.model.sample_actions(observation, num_steps=self.num_steps,
-                                            generator=self._generator(generator, seed))
-        return self.processor.actions_to_robot(actions)
+                                            generator=self._generator(generator, seed),
+                                            guidance=guidance)
+        chunks = self.processor.actions_to_robot(actions)
+        if prefix is not None and prefix.committed > 0:
+            chunks[:, :prefix.committed] = prefix.actions[:prefix.committed]
+        return chunks
 
-    def predict_chunk(self, raw_observation, generator=None, seed=None):
-        """One chunk (H, A) in robot units for one observation."""
-        return self.predict_chunks([raw_observation], generator=generator, seed=seed)[0]
+    def predict_chunk(self, raw_observation, generator=None, seed=None, prefix=None):
+        """One chunk (H, A) in robot units for one observation (see `predict_chunks`)."""
+        return self.predict_chunks([raw_observation], generator=generator, seed=seed,
+                                   prefix=prefix)[0]
 
     def warmup(self, batch_size=1, image_size=None):
         """

@@ -26,7 +26,10 @@ episodes.csv and closed_loop.png into --out-dir. With --in-process the same epis
 this process instead (`evaluation.in_process.run`: no DDS, no timing), for fast sweeps; the DDS
 loop stays the reference for what a robot sees.
 
-By default the simulator runs in real time, so latency and CPU load show in the outcomes. With
+By default the simulator runs in real time, so latency and CPU load show in the outcomes;
+--execution picks the policy node's execution mode (async, sync, rtc: `policies.execution`)
+and --inject-latency-ms adds a delay to every inference, so a small checkpoint stands in for a
+slow model (bench/execution_modes.py sweeps both). With
 --lockstep simulated time waits for every answer of the policy (/clock, use_sim_time): the same
 checkpoint and seeds give the same outcomes on every run, and the same as --in-process, which
 loads the policy as the node does (`nodes.policy_runtime.load_policy`, the node's torch threads)
@@ -139,6 +142,11 @@ def main(args=None):
         options = options_from_args(ns, ns.checkpoint)
     except ValueError as exc:
         print(f'spatialvla_closed_loop: error: {exc}', file=sys.stderr)
+        return 2
+    if ns.in_process and (options.execution != 'async' or options.inject_latency_ms):
+        print('spatialvla_closed_loop: error: --execution and --inject-latency-ms set the '
+              'policy node of the DDS loop; --in-process runs without one (no timing)',
+              file=sys.stderr)
         return 2
     if ns.in_process:
         results = run_checkpoint_in_process(ns.checkpoint, options)

@@ -33,6 +33,7 @@ from spatialvla_ros.evaluation.closed_loop import HELD_OUT_SEED_START
 from spatialvla_ros.evaluation.closed_loop import recipe_camera
 from spatialvla_ros.perception.geometry import rotation_from_rpy
 from spatialvla_ros.perception.geometry import rpy_from_rotation
+from spatialvla_ros.policies.execution import EXECUTION_MODES
 from spatialvla_ros.sim.camera import matrix_to_quat
 from spatialvla_ros.sim.camera import quat_to_matrix
 from spatialvla_ros.sim.constants import DEFAULT_CAMERA_QUAT
@@ -135,6 +136,14 @@ def add_closed_loop_arguments(parser, episodes=10, out_dir='closed_loop_report',
                             'every run and under any CPU load, and the same as --in-process; '
                             '--no-lockstep: real time, to measure what latency does '
                             '(default: %(default)s)')
+    group.add_argument('--execution', choices=EXECUTION_MODES, default='async',
+                       help="the policy node's execution mode: async (the next chunk is "
+                            'computed while the arm executes the current one), sync (the arm '
+                            'holds while the policy thinks; --execute-steps actions per chunk) '
+                            'or rtc (async with Real-Time Chunking) (default: %(default)s)')
+    group.add_argument('--inject-latency-ms', type=float, default=0.0,
+                       help='delay added to every inference of the policy node [ms], so a '
+                            'fast checkpoint stands in for a slow model (default: %(default)s)')
     group.add_argument('--out-dir', default=out_dir,
                        help='report, plots and node logs (default: %(default)s)')
     return parser
@@ -152,7 +161,15 @@ def options_from_args(ns, checkpoint_dir=''):
         lockstep=bool(ns.lockstep), side_camera=recipe['side_camera'],
         camera_xyz=tuple(float(v) for v in ns.camera_xyz),
         camera_quat=camera_quat_from_rpy_deg(ns.camera_rpy_deg),
-        camera_jitter_cm=ns.camera_jitter_cm, camera_jitter_deg=ns.camera_jitter_deg)
+        camera_jitter_cm=ns.camera_jitter_cm, camera_jitter_deg=ns.camera_jitter_deg,
+        execution=ns.execution,
+        inject_latency_ms=_non_negative(ns.inject_latency_ms, '--inject-latency-ms'))
+
+
+def _non_negative(value, flag):
+    if not value >= 0:
+        raise ValueError(f'{flag}: got {value}, expected a number >= 0')
+    return float(value)
 
 
 __all__ = ['DEFAULT_CAMERA_RPY_DEG', 'add_camera_jitter_arguments', 'add_closed_loop_arguments',
