@@ -42,6 +42,11 @@ JOINT_STATE = 'sensor_msgs/msg/JointState'
 TRAJECTORY = 'trajectory_msgs/msg/JointTrajectory'
 TRANSFORM = 'geometry_msgs/msg/TransformStamped'
 STRING = 'std_msgs/msg/String'
+TF = 'tf2_msgs/msg/TFMessage'
+# Fixed names, as every ROS tool expects them: robot_state_publisher's topics.
+TF_TOPIC = '/tf'
+TF_STATIC_TOPIC = '/tf_static'
+ROBOT_DESCRIPTION_TOPIC = 'robot_description'    # the URDF, std_msgs/String, latched
 LATCHED = 'latched'        # QoS class: reliable + transient local, depth 1
 STREAM = 'stream'          # QoS class: reliable, volatile, keep last 10
 
@@ -113,12 +118,25 @@ def outcome_message(topics, task, seed, success, steps, error=''):
     return string_message(topics.outcome, text)
 
 
+def _transform_fields(stamp_ns, parent, child, xyz, quat_xyzw):
+    return {'header': header_fields(stamp_ns, parent), 'child_frame_id': child,
+            'transform': {'translation': dict(zip('xyz', map(float, xyz))),
+                          'rotation': dict(zip('xyzw', map(float, quat_xyzw)))}}
+
+
 def camera_pose_message(topics, stamp_ns, spec):
-    values = {'header': header_fields(stamp_ns, topics.base_frame),
-              'child_frame_id': topics.camera_frame,
-              'transform': {'translation': dict(zip('xyz', map(float, spec.xyz))),
-                            'rotation': dict(zip('xyzw', map(float, spec.quat)))}}
+    values = _transform_fields(stamp_ns, topics.base_frame, topics.camera_frame, spec.xyz,
+                               spec.quat)
     return Message(topics.camera_pose, TRANSFORM, _make(TRANSFORM, values), LATCHED)
+
+
+def tf_message(topic, stamp_ns, transforms):
+    """TFMessage on `topic` (TF_TOPIC or TF_STATIC_TOPIC, latched) of one stamp.
+
+    transforms: (parent frame, child frame, xyz (3,), quaternion xyzw (4,)) each.
+    """
+    values = {'transforms': [_transform_fields(stamp_ns, *t) for t in transforms]}
+    return Message(topic, TF, _make(TF, values), LATCHED if topic == TF_STATIC_TOPIC else STREAM)
 
 
 def camera_messages(topics, stamp_ns, rgb, depth, intrinsics):
