@@ -264,7 +264,7 @@ class SimNode(Node):
     def _publish_robot(self, latched, spec):
         """Publish the URDF and the fixed transforms (latched); /tf follows joint states."""
         urdf = panda_urdf()
-        self.kinematics = RobotKinematics(urdf, 'the simulator\'s URDF')
+        self.kinematics = RobotKinematics(urdf, "the simulator's URDF")
         # /tf: reliable, keep last 100, tf2's QoS for dynamic transforms.
         for topic, qos in ((sim_msgs.TF_TOPIC, QoSProfile(depth=100)),
                            (sim_msgs.TF_STATIC_TOPIC, latched)):

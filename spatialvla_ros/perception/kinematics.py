@@ -99,7 +99,7 @@ class RobotKinematics:
         return xyz, quat
 
     def joint_transforms(self, names, position):
-        """Transforms of the URDF tree at one joint vector, as robot_state_publisher sends them.
+        """Return the URDF tree's transforms at one joint vector, as robot_state_publisher would.
 
         Returns [(parent link, child link, xyz (3,), quat xyzw (4,), fixed)], one per URDF
         joint; `fixed` joints do not move (they belong on /tf_static).

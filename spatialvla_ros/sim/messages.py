@@ -131,7 +131,7 @@ def camera_pose_message(topics, stamp_ns, spec):
 
 
 def tf_message(topic, stamp_ns, transforms):
-    """TFMessage on `topic` (TF_TOPIC or TF_STATIC_TOPIC, latched) of one stamp.
+    """Return a TFMessage on `topic` (TF_TOPIC, or TF_STATIC_TOPIC: latched), one stamp.
 
     transforms: (parent frame, child frame, xyz (3,), quaternion xyzw (4,)) each.
     """

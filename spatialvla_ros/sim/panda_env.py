@@ -62,7 +62,7 @@ MIN_OBJECT_DISTANCE = 0.10          # centre-to-centre [m]
 
 
 def panda_urdf():
-    """The Panda's URDF as the simulator loads it, as text for `robot_description`.
+    """Return the Panda's URDF as the simulator loads it, as text for `robot_description`.
 
     pybullet_data's file names its meshes `package://meshes/...`, relative to the URDF's own
     folder (no ROS package of that name exists); they become absolute file:// URIs, so a viewer

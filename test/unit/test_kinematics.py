@@ -43,7 +43,7 @@ def kinematics():
 
 @pytest.fixture(scope='module')
 def bullet():
-    """The simulator's robot: the same URDF file, loaded by pybullet as PandaEnv loads it."""
+    """Load the simulator's robot: the same URDF file, as PandaEnv loads it into pybullet."""
     client = p.connect(p.DIRECT)
     p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
     robot = p.loadURDF(PANDA_URDF, [0, 0, 0], useFixedBase=True, physicsClientId=client)
