@@ -56,24 +56,27 @@ if [ "$(cat "$STAMPS/requirements" 2>/dev/null)" != "$h" ]; then
   echo "$h" > "$STAMPS/requirements"
 fi
 
-# 4. The message package spatialvla_ros_interfaces (msg/ + interfaces/), installed into the venv.
-h="$(hash_of msg/*.msg interfaces/CMakeLists.txt interfaces/package.xml requirements.txt)"
-if [ "$(cat "$STAMPS/interfaces" 2>/dev/null)" != "$h" ]; then
-  log "building messages (spatialvla_ros_interfaces)"
-  BUILD="$ROOT/build/interfaces"
-  rm -rf "$BUILD"
+# 4. The message packages, built with rosidl and installed into the venv: spatialvla_ros_interfaces
+#    (msg/ + interfaces/) and tf2_msgs (interfaces/tf2_msgs: /tf's TFMessage, which has no wheel).
+build_messages() {  # name, source folder, inputs of its stamp
+  local name="$1" src="$2"; shift 2
+  local h; h="$(hash_of "$@" interfaces/fix_wheel_includes.cmake requirements.txt)"
+  if [ "$(cat "$STAMPS/$name" 2>/dev/null)" = "$h" ]; then return 0; fi
+  log "building messages ($name)"
+  local build="$ROOT/build/$name" blog="$ROOT/build/$name.log"
+  rm -rf "$build"
   mkdir -p "$ROOT/build"
-  AMENT_PREFIX_PATH="$VENV" cmake -S "$ROOT/interfaces" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
+  AMENT_PREFIX_PATH="$VENV" cmake -S "$ROOT/$src" -B "$build" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" \
     -DPython3_EXECUTABLE="$VENV/bin/python" -DSPATIALVLA_FIX_WHEEL_INCLUDES=ON \
-    -DBUILD_TESTING=OFF > "$ROOT/build/interfaces.log" 2>&1 \
-    || { cat "$ROOT/build/interfaces.log"; exit 1; }
-  cmake --build "$BUILD" -j "$(nproc)" >> "$ROOT/build/interfaces.log" 2>&1 \
-    || { tail -50 "$ROOT/build/interfaces.log"; exit 1; }
-  cmake --install "$BUILD" >> "$ROOT/build/interfaces.log" 2>&1 \
-    || { tail -50 "$ROOT/build/interfaces.log"; exit 1; }
-  echo "$h" > "$STAMPS/interfaces"
-fi
+    -DBUILD_TESTING=OFF > "$blog" 2>&1 || { cat "$blog"; exit 1; }
+  cmake --build "$build" -j "$(nproc)" >> "$blog" 2>&1 || { tail -50 "$blog"; exit 1; }
+  cmake --install "$build" >> "$blog" 2>&1 || { tail -50 "$blog"; exit 1; }
+  echo "$h" > "$STAMPS/$name"
+}
+build_messages interfaces interfaces msg/*.msg interfaces/CMakeLists.txt interfaces/package.xml
+build_messages tf2_msgs interfaces/tf2_msgs interfaces/tf2_msgs/msg/*.msg \
+  interfaces/tf2_msgs/CMakeLists.txt interfaces/tf2_msgs/package.xml
 
 # 5. This package (editable: code changes need no reinstall; launch/config files are copied).
 h="$(hash_of setup.py setup.cfg package.xml launch/* config/*.yaml config/params/*.yaml)"

@@ -30,6 +30,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.lifecycle import Node
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import JointState
+from spatialvla_ros.nodes import policy_markers
 from spatialvla_ros.nodes import policy_messages
 from spatialvla_ros.nodes import policy_parameters
 from spatialvla_ros.nodes import policy_runtime
@@ -39,6 +40,7 @@ from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
 
 
 class PolicyNode(Node):
@@ -49,7 +51,7 @@ class PolicyNode(Node):
         for p in policy_parameters.NODE_PARAMETERS:
             self.declare_parameter(p.name, p.default, policy_messages.parameter_descriptor(p))
         self._lifecycle, self._error = 'unconfigured', ''
-        self._session = self._config = self._watch_timer = None
+        self._session = self._config = self._watch_timer = self._markers = None
         self._subs, self._pubs, self._inputs = [], [], []
         self._device, self._threads, self._warmup_s = '', 0, 0.0
         self._stats = policy_runtime.NodeStats(self._p('warn_throttle_s'))
@@ -135,11 +137,34 @@ class PolicyNode(Node):
         self._chunk_pub = self.create_lifecycle_publisher(
             ActionChunk, self._p('action_chunk_topic'), 10)
         self._pubs = [self._traj_pub, self._chunk_pub]
+        self._configure_markers()
         self._watch_timer = self.create_timer(
             0.05, lambda: self._session.check_inputs(self._instruction_topic))
         # The first chunk is slow (and compiles a compiled policy): take it before activation,
         # so that it never lands on a live observation.
         self._warmup_s = policy.warmup()
+
+    def _configure_markers(self):
+        """publish_markers: the chunk's end-effector path as a MarkerArray (policy_markers)."""
+        if not self._p('publish_markers'):
+            return
+        self._markers = policy_markers.ChunkMarkers(self._config.action.names,
+                                                    self._p('marker_link'))
+        if self._p('robot_description'):
+            self._markers.set_robot(self._p('robot_description'),
+                                    "parameter 'robot_description'")
+        else:
+            self._subscribe(String, 'robot_description', policy_messages.LATCHED_QOS,
+                            self._on_robot_description, required=False)
+        self._marker_pub = self.create_lifecycle_publisher(
+            MarkerArray, self._p('marker_topic'), 10)
+        self._pubs.append(self._marker_pub)
+
+    def _on_robot_description(self, msg):
+        try:
+            self._markers.set_robot(msg.data, 'topic robot_description')
+        except ValueError as exc:
+            self.get_logger().error(f'markers off: {exc}')
 
     def _data_config(self, data):
         """Declare cameras.<name>.* (defaults: the checkpoint's) and apply their values."""
@@ -176,6 +201,7 @@ class PolicyNode(Node):
             self.destroy_timer(self._watch_timer)
         self._subs, self._pubs, self._inputs, self._watch_timer = [], [], [], None
         self._session, self._lifecycle, self._warmup_s = None, 'unconfigured', 0.0
+        self._markers = None
         policy_runtime.free_memory()
 
     # ------------------------------------------------------------------ inputs and outputs
@@ -184,6 +210,8 @@ class PolicyNode(Node):
 
     def _on_joint_state(self, msg):
         self._session.joint_state(self._state_topic, msg, self.get_clock().now().nanoseconds)
+        if self._markers is not None:
+            self._markers.executed(msg.name, msg.position)
 
     def _on_camera_pose(self, msg):
         if self._session is not None:
@@ -207,6 +235,9 @@ class PolicyNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         self._traj_pub.publish(traj)
         self._chunk_pub.publish(msg)
+        markers = self._markers.message(chunk, job.stamp_ns) if self._markers else None
+        if markers is not None:
+            self._marker_pub.publish(markers)
         self._stats.published(latency)
         self._error = ''
 

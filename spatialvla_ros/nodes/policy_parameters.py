@@ -91,6 +91,18 @@ NODE_PARAMETERS = (
     NodeParameter('action_chunk_topic', 'spatialvla/action_chunk', 'Output ActionChunk topic.'),
     NodeParameter('status_topic', 'spatialvla/status', 'Output PolicyStatus topic.'),
     NodeParameter('diagnostics_topic', '/diagnostics', 'Output DiagnosticArray topic.'),
+    # The predicted motion in RViz (nodes/policy_markers.py).
+    NodeParameter('publish_markers', False, 'Publish each chunk as a visualization_msgs/'
+                  'MarkerArray on marker_topic: the path of marker_link through the chunk '
+                  '(forward kinematics of robot_description), coloured by time, and the path it '
+                  'executed (from the joint states), in the URDF root frame.'),
+    NodeParameter('marker_topic', 'spatialvla/chunk_markers', 'Output MarkerArray topic '
+                  '(publish_markers).'),
+    NodeParameter('marker_link', 'panda_grasptarget', 'URDF link whose path the markers draw '
+                  '(the end effector; publish_markers).'),
+    NodeParameter('robot_description', '', "The robot's URDF text for the markers ('': the "
+                  'latched robot_description topic, as robot_state_publisher and the simulator '
+                  'publish it).'),
     NodeParameter('qos_reliability', 'reliable', 'Reliability of the sensor and joint state '
                   'subscriptions. reliable: VGA and larger frames arrive whole (best_effort '
                   'lost most of them, bench/dds_camera_qos.py); best_effort: for best-effort '

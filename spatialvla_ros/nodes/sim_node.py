@@ -51,6 +51,7 @@ from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.core_types import ns_to_stamp
 from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.nodes.spin import spin_node
+from spatialvla_ros.perception.kinematics import RobotKinematics
 from spatialvla_ros.perception.messages import rclpy_class
 from spatialvla_ros.sim import messages as sim_msgs
 from spatialvla_ros.sim.camera import CameraSpec
@@ -61,6 +62,7 @@ from spatialvla_ros.sim.constants import SIDE_CAMERA_QUAT
 from spatialvla_ros.sim.constants import SIDE_CAMERA_XYZ
 from spatialvla_ros.sim.constants import TASKS
 from spatialvla_ros.sim.expert import PandaIK
+from spatialvla_ros.sim.panda_env import panda_urdf
 from spatialvla_ros.sim.panda_env import PandaEnv
 from spatialvla_ros.sim.rollout import SimEpisode
 from spatialvla_ros.sim.rollout import T0_NS
@@ -154,7 +156,10 @@ Services: ~/reset (std_srvs/Trigger): new episode with the current `task` and `s
           parameters; ~/start (std_srvs/Trigger, lockstep only): publish the episode's first
           observation; ~/success (std_srvs/Trigger): success of the running episode (message:
           JSON outcome).
-Topics: /clock (rosgraph_msgs/Clock) carries the simulated time.
+Topics: /clock (rosgraph_msgs/Clock) carries the simulated time; robot_description
+        (std_msgs/String, latched) the Panda's URDF; /tf the moving joints at every joint
+        state, /tf_static the fixed joints and base_frame -> camera_frame (tf2_msgs/TFMessage,
+        as robot_state_publisher sends them).
 
 Parameters:
 """ + '\n'.join(f'  {name} (default {default!r}): {text}'
@@ -210,6 +215,7 @@ class SimNode(Node):
         for topic, msgtype, qos in sim_msgs.topic_table(self.topics, side is not None):
             self._pubs[topic] = self.create_publisher(
                 rclpy_class(msgtype), topic, latched if qos == sim_msgs.LATCHED else stream)
+        self._publish_robot(latched, spec)
         # Best effort, depth 1: the QoS of the /clock subscription rclpy makes for use_sim_time.
         self._clock_pub = self.create_publisher(
             Clock, '/clock', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
@@ -285,6 +291,31 @@ class SimNode(Node):
     def _publish(self, messages):
         for message in messages:
             self._pubs[message.topic].publish(message.serialize())
+            if message.topic == self.topics.joint_states:
+                self._publish_tf(message.msg)
+
+    # --- robot model and tf, as robot_state_publisher provides them for a real robot --------
+    def _publish_robot(self, latched, spec):
+        """Publish the URDF and the fixed transforms (latched); /tf follows joint states."""
+        urdf = panda_urdf()
+        self.kinematics = RobotKinematics(urdf, "the simulator's URDF")
+        # /tf: reliable, keep last 100, tf2's QoS for dynamic transforms.
+        for topic, qos in ((sim_msgs.TF_TOPIC, QoSProfile(depth=100)),
+                           (sim_msgs.TF_STATIC_TOPIC, latched)):
+            self._pubs[topic] = self.create_publisher(rclpy_class(sim_msgs.TF), topic, qos)
+        self._pubs[sim_msgs.ROBOT_DESCRIPTION_TOPIC] = self.create_publisher(
+            rclpy_class(sim_msgs.STRING), sim_msgs.ROBOT_DESCRIPTION_TOPIC, latched)
+        fixed = [t[:4] for t in self.kinematics.joint_transforms([], []) if t[4]]
+        fixed.append((self.topics.base_frame, self.topics.camera_frame, spec.xyz, spec.quat))
+        self._publish([
+            sim_msgs.string_message(sim_msgs.ROBOT_DESCRIPTION_TOPIC, urdf, sim_msgs.LATCHED),
+            sim_msgs.tf_message(sim_msgs.TF_STATIC_TOPIC, max(self.env.time_ns, T0_NS), fixed)])
+
+    def _publish_tf(self, joint_state):
+        moving = [t[:4] for t in self.kinematics.joint_transforms(
+            joint_state.name, joint_state.position) if not t[4]]
+        self._publish([sim_msgs.tf_message(sim_msgs.TF_TOPIC,
+                                           stamp_to_ns(joint_state.header.stamp), moving)])
 
     def _publish_clock(self):
         self._clock_pub.publish(Clock(clock=Time(**ns_to_stamp(self.env.time_ns)._asdict())))

@@ -33,6 +33,7 @@ import pybullet_data
 from spatialvla_ros.sim.panda_env import HOME
 from spatialvla_ros.sim.panda_env import LOWER_LIMITS
 from spatialvla_ros.sim.panda_env import OBJECT_HALF
+from spatialvla_ros.sim.panda_env import PANDA_URDF
 from spatialvla_ros.sim.panda_env import TCP_LINK
 from spatialvla_ros.sim.panda_env import TRAY_FLOOR
 from spatialvla_ros.sim.panda_env import UPPER_LIMITS
@@ -63,7 +64,7 @@ class PandaIK:
     def __init__(self):
         self.client = p.connect(p.DIRECT)
         p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.client)
-        self.robot = p.loadURDF('franka_panda/panda.urdf', useFixedBase=True,
+        self.robot = p.loadURDF(PANDA_URDF, useFixedBase=True,
                                 physicsClientId=self.client)
         lo, hi = list(LOWER_LIMITS[:7]) + [0.0, 0.0], list(UPPER_LIMITS[:7]) + [0.04, 0.04]
         self._null = {'lowerLimits': lo, 'upperLimits': hi,

@@ -48,6 +48,11 @@ JOINT_STATE = 'sensor_msgs/msg/JointState'
 TRAJECTORY = 'trajectory_msgs/msg/JointTrajectory'
 TRANSFORM = 'geometry_msgs/msg/TransformStamped'
 STRING = 'std_msgs/msg/String'
+TF = 'tf2_msgs/msg/TFMessage'
+# Fixed names, as every ROS tool expects them: robot_state_publisher's topics.
+TF_TOPIC = '/tf'
+TF_STATIC_TOPIC = '/tf_static'
+ROBOT_DESCRIPTION_TOPIC = 'robot_description'    # the URDF, std_msgs/String, latched
 LATCHED = 'latched'        # QoS class: reliable + transient local, depth 1
 STREAM = 'stream'          # QoS class: reliable, volatile, keep last 10
 
@@ -161,6 +166,16 @@ def camera_pose_message(topics, stamp_ns, spec):
     values = transform_stamped_fields(spec.xyz, spec.quat, stamp_ns, topics.base_frame,
                                       topics.camera_frame)
     return Message(topics.camera_pose, TRANSFORM, _make(TRANSFORM, values), LATCHED)
+
+
+def tf_message(topic, stamp_ns, transforms):
+    """Return a TFMessage on `topic` (TF_TOPIC, or TF_STATIC_TOPIC: latched), one stamp.
+
+    transforms: (parent frame, child frame, xyz (3,), quaternion xyzw (4,)) each.
+    """
+    values = {'transforms': [transform_stamped_fields(xyz, quat, stamp_ns, parent, child)
+                             for parent, child, xyz, quat in transforms]}
+    return Message(topic, TF, _make(TF, values), LATCHED if topic == TF_STATIC_TOPIC else STREAM)
 
 
 def camera_messages(topics, stamp_ns, rgb, depth, intrinsics):

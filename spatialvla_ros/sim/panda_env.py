@@ -23,6 +23,7 @@ drive the same class.
 
 from dataclasses import dataclass
 import math
+import os
 
 import numpy as np
 import pybullet as p
@@ -44,7 +45,9 @@ LOWER_LIMITS = (-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973, 0
 UPPER_LIMITS = (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973, 0.04)
 HOME = (0.0, -0.6, 0.0, -2.4, 0.0, 1.8, 0.785, 0.04)
 MAX_FORCES = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0, 40.0, 40.0)
+PANDA_URDF = 'franka_panda/panda.urdf'           # in pybullet_data
 TCP_LINK = 11                                    # panda_grasptarget: between the finger pads
+TCP_FRAME = 'panda_grasptarget'                  # its URDF link name
 
 COLOURS = {'red': (0.85, 0.12, 0.12, 1.0), 'green': (0.15, 0.7, 0.2, 1.0),
            'blue': (0.12, 0.3, 0.9, 1.0), 'yellow': (0.95, 0.82, 0.1, 1.0)}
@@ -56,6 +59,20 @@ TRAY_WALL = (0.01, 0.035)           # wall thickness, height [m]
 TRAY_FLOOR = 0.008                  # thickness of the tray's floor [m]
 PARKING_Z = -0.72                   # floor height under the table (unused objects) [m]
 MIN_OBJECT_DISTANCE = 0.10          # centre-to-centre [m]
+
+
+def panda_urdf():
+    """Return the Panda's URDF as the simulator loads it, as text for `robot_description`.
+
+    pybullet_data's file names its meshes `package://meshes/...`, relative to the URDF's own
+    folder (no ROS package of that name exists); they become absolute file:// URIs, so a viewer
+    on this machine finds them. Kinematics (links, joints, limits) needs no mesh: the text is
+    complete for it anywhere.
+    """
+    path = os.path.join(pybullet_data.getDataPath(), PANDA_URDF)
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    return text.replace('package://', 'file://' + os.path.dirname(path) + '/')
 
 
 @dataclass(frozen=True)
@@ -128,7 +145,7 @@ class PandaEnv:
                                     physicsClientId=cid)
         p.loadURDF('plane.urdf', [0, 0, PARKING_Z], physicsClientId=cid)
         self.table = self._make_table()
-        self.robot = p.loadURDF('franka_panda/panda.urdf', [0, 0, 0], useFixedBase=True,
+        self.robot = p.loadURDF(PANDA_URDF, [0, 0, 0], useFixedBase=True,
                                 flags=p.URDF_ENABLE_CACHED_GRAPHICS_SHAPES,
                                 physicsClientId=cid)
         self._arm_ids = list(range(7))

@@ -65,14 +65,15 @@ from spatialvla_ros.tools.processes import start_sim
 
 
 def run_closed_loop(checkpoint_dir, options, out_dir, env=None, progress=None, on_status=None,
-                    sim=None):
+                    sim=None, policy_parameters=None):
     """Start sim + policy processes, run every episode, stop them; returns the results.
 
     The nodes run in a ROS domain of their own, picked here. A running simulator (`sim`, from
     `processes.start_sim(..., sim_parameters(options), env)`) is used instead of a new one when
     given (the comparison runs every plan against one simulator process): the run then stays
     in `env`'s domain, which the caller took from `processes.isolated_domain`. Node logs go to
-    out_dir/sim_node.log and out_dir/policy_node.log.
+    out_dir/sim_node.log and out_dir/policy_node.log. `policy_parameters` are added to the
+    policy node's parameters of the run (e.g. publish_markers).
     """
     os.makedirs(out_dir, exist_ok=True)
     status = on_status or (lambda text: None)
@@ -87,7 +88,8 @@ def run_closed_loop(checkpoint_dir, options, out_dir, env=None, progress=None, o
             os.path.join(out_dir, 'sim_node.log'), sim_parameters(options), env)
         with sim_context as sim_proc, \
                 start_policy(checkpoint_dir, os.path.join(out_dir, 'policy_node.log'),
-                             policy_overrides(options, config.action.dt), env) as policy:
+                             {**policy_overrides(options, config.action.dt),
+                              **(policy_parameters or {})}, env) as policy:
             client = ClosedLoopClient(options, domain_of(env))
             try:
                 client.wait_ready((sim_proc, policy))

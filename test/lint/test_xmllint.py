@@ -25,7 +25,8 @@ REPO = pathlib.Path(REPO_ROOT)
 
 @pytest.mark.linter
 @pytest.mark.xmllint
-@pytest.mark.parametrize('path', ['package.xml', 'interfaces/package.xml'])
+@pytest.mark.parametrize('path', ['package.xml', 'interfaces/package.xml',
+                                  'interfaces/tf2_msgs/package.xml'])
 def test_package_xml(path):
     root = ET.parse(REPO / path).getroot()
     assert root.tag == 'package' and root.get('format') == '3', f'{path}: expected format="3"'
