@@ -16,12 +16,17 @@
 ROS-free inference: raw observations in, action chunks in robot units out.
 
 `SpatialVLAProcessor` turns RawObservations into model tensors and normalised actions back into
-clipped robot units; `SpatialVLAPolicy` pairs it with a model loaded from a checkpoint (and, on
+robot units; `SpatialVLAPolicy` pairs it with a model loaded from a checkpoint (and, on
 request, compiles the denoising step). Nodes, evaluators and the simulator loop all use these.
+`SafetyFilter` holds the joint limits every commanded chunk must keep (clamp or reject).
 """
 
 from .policy_spatialvla import compile_model
 from .policy_spatialvla import SpatialVLAPolicy
 from .processor_spatialvla import SpatialVLAProcessor
+from .safety import SafetyConfig
+from .safety import SafetyFilter
+from .safety import SafetyVerdict
 
-__all__ = ['SpatialVLAPolicy', 'SpatialVLAProcessor', 'compile_model']
+__all__ = ['SafetyConfig', 'SafetyFilter', 'SafetyVerdict', 'SpatialVLAPolicy',
+           'SpatialVLAProcessor', 'compile_model']
