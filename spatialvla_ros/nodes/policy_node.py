@@ -34,6 +34,7 @@ from spatialvla_ros.nodes import policy_parameters
 from spatialvla_ros.nodes import policy_runtime
 from spatialvla_ros.nodes.spin import spin_node
 from spatialvla_ros.perception.observation_builder import key_topics
+from spatialvla_ros.policies.safety import SafetyFilter
 from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from std_msgs.msg import String
@@ -51,6 +52,7 @@ class PolicyNode(Node):
         self._session = self._config = self._watch_timer = None
         self._subs, self._pubs, self._inputs = [], [], []
         self._device, self._threads, self._warmup_s = '', 0, 0.0
+        self._safety = ''
         self._stats = policy_runtime.NodeStats(self._p('warn_throttle_s'))
         self._status_pub = self.create_publisher(PolicyStatus, self._p('status_topic'), 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, self._p('diagnostics_topic'), 10)
@@ -73,7 +75,7 @@ class PolicyNode(Node):
             f'configured: plan {self._config.plan}, device {self._device}, {self._threads} '
             f'torch threads, compiled {self._session.policy.compiled}, warm-up chunk '
             f'{self._warmup_s:.2f} s, cameras {[c.name for c in self._config.data.cameras]}, '
-            f'inputs {self._inputs}')
+            f'inputs {self._inputs}, {self._safety}')
         return super().on_configure(state)
 
     def on_activate(self, state):
@@ -123,7 +125,7 @@ class PolicyNode(Node):
             self._p('max_instruction_chars'))
         self._session = policy_runtime.Session(policy, live, self._stats, self._p,
                                                self._publish, self.get_logger(),
-                                               self._on_worker_error)
+                                               self._on_worker_error, self._safety_filter())
         self._traj_pub = self.create_lifecycle_publisher(
             JointTrajectory, self._p('trajectory_topic'), 10)
         self._chunk_pub = self.create_lifecycle_publisher(
@@ -134,6 +136,18 @@ class PolicyNode(Node):
         # The first chunk is slow (and compiles a compiled policy): take it before activation,
         # so that it never lands on a live observation.
         self._warmup_s = policy.warmup()
+
+    def _safety_filter(self):
+        """Build the safety filter from the checkpoint's limits and the safety parameters."""
+        act = self._config.action
+        if act.state_dim < act.action_dim:
+            raise ValueError(f'safety filter: action.state_dim={act.state_dim} < action_dim='
+                             f'{act.action_dim}: the joint state cannot give the current '
+                             'position of every commanded joint (set action.names)')
+        config, self._safety = policy_parameters.safety_config(act, {
+            name: self._p(name) for name in ('safety_mode', 'velocity_limit_scale',
+                                             'acceleration_limit_scale', 'max_first_step_s')})
+        return SafetyFilter(config, act.action_dim)
 
     def _data_config(self, data):
         """Declare cameras.<name>.* (defaults: the checkpoint's) and apply their values."""
@@ -190,7 +204,8 @@ class PolicyNode(Node):
         """Worker thread: publish a chunk the session may still publish."""
         traj, msg = policy_messages.chunk_messages(self._config, chunk, job.stamp_ns, latency)
         msg.header.stamp = self.get_clock().now().to_msg()
-        self._traj_pub.publish(traj)
+        if not self._p('dry_run'):
+            self._traj_pub.publish(traj)
         self._chunk_pub.publish(msg)
         self._stats.published(latency)
         self._error = ''
@@ -203,7 +218,8 @@ class PolicyNode(Node):
         values = self._stats.values(session.worker.dropped if session and session.worker else 0)
         values.update(lifecycle_state=self._lifecycle, plan=getattr(self._config, 'plan', ''),
                       device=self._device, num_threads=self._threads,
-                      warmup_s=f'{self._warmup_s:.3f}')
+                      warmup_s=f'{self._warmup_s:.3f}', dry_run=self._p('dry_run'),
+                      safety=self._safety)
         status, diag = policy_messages.status_messages(
             state, reason, values, self._stats, f'{self.get_fully_qualified_name()}: policy',
             self.get_clock().now().to_msg())

@@ -29,12 +29,14 @@ import sys
 import threading
 import time
 
+import numpy as np
 from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.perception.conversions import MessageError
 from spatialvla_ros.perception.conversions import REJECTION_REASONS
 from spatialvla_ros.perception.observation_builder import ObservationBuilder
 from spatialvla_ros.perception.observation_builder import sync_keys
 from spatialvla_ros.perception.sync import StampSynchronizer
+from spatialvla_ros.policies.safety import SAFETY_REASONS
 
 
 class Throttle:
@@ -242,7 +244,8 @@ class NodeStats:
     What the node reports besides its state: chunks, rate, latency, drops, rejections.
 
     `suppressed` counts chunks computed but not published, by why (stale_input, late_result,
-    refused_action, inactive, inference_error).
+    refused_action, inactive, inference_error, unsafe); `safety` counts the safety filter's
+    clamped and rejected chunks, in all and by reason.
     """
 
     def __init__(self, throttle_s=2.0):
@@ -257,11 +260,25 @@ class NodeStats:
         self.rejections = RejectionLog(throttle_s)
         self.suppressed = collections.Counter()
         self._suppress_throttle = Throttle(throttle_s)
+        self.safety = collections.Counter({f'{outcome}{suffix}': 0
+                                           for outcome in ('clamped', 'rejected')
+                                           for suffix in ('_chunks',) + tuple(
+                                               f'.{r}' for r in SAFETY_REASONS)})
 
     def suppress(self, reason):
         """Count a chunk not published; return True when a warning about it may be logged."""
         self.suppressed[reason] += 1
         return self._suppress_throttle.ready(reason)
+
+    def safety_verdict(self, verdict):
+        """Count a clamped or rejected chunk by its reasons; True when it may be logged."""
+        if verdict.outcome == 'passed':
+            return False
+        if verdict.outcome == 'rejected':
+            self.suppressed['unsafe'] += 1
+        self.safety[f'{verdict.outcome}_chunks'] += 1
+        self.safety.update(f'{verdict.outcome}.{r}' for r in verdict.reasons)
+        return self._suppress_throttle.ready(f'safety_{verdict.outcome}')
 
     def published(self, latency):
         self.published_chunks += 1
@@ -278,6 +295,7 @@ class NodeStats:
                   'rejected_messages': total, 'last_rejection_reason': last}
         values.update({f'rejected.{r}': n for r, n in by_reason.items()})
         values.update({f'suppressed.{r}': n for r, n in sorted(self.suppressed.items())})
+        values.update({f'safety.{k}': n for k, n in self.safety.items()})
         return values
 
 
@@ -478,13 +496,17 @@ class Session:
     latest-wins worker, whose chunk goes to `publish(job, chunk, latency)` unless it may no
     longer be published. `settings(name)` reads a node parameter when it is needed (seed and
     max_observation_age_s apply to the next chunk); `logger` has warning() and info(), as
-    rclpy's and logging's loggers have; `on_error(exc)` hears a job that raised.
+    rclpy's and logging's loggers have; `on_error(exc)` hears a job that raised. `safety`
+    (a SafetyFilter) judges every chunk before it is published, from the joint state of its
+    observation: it goes out as is or clamped, or not at all.
     """
 
-    def __init__(self, policy, live, stats, settings, publish, logger, on_error=None):
+    def __init__(self, policy, live, stats, settings, publish, logger, on_error=None,
+                 safety=None):
         self.policy, self.live, self.stats = policy, live, stats
         self._settings, self._publish, self._logger = settings, publish, logger
         self._on_error = on_error
+        self.safety = safety
         self.worker, self.active, self.waiting = None, False, ''
         self._waiting_log = LastingChange(0.0)
 
@@ -587,7 +609,22 @@ class Session:
             self._suppress('late_result', f'chunk ready {latency:.3f} s after its observation '
                            f'(max_observation_age_s {max_age}): not published')
         else:
-            self._publish(job, chunk, latency)
+            chunk = self._safe(job, chunk)
+            if chunk is not None:
+                self._publish(job, chunk, latency)
+
+    def _safe(self, job, chunk):
+        """Give the chunk the safety filter lets through (maybe clamped); None when rejected."""
+        if self.safety is None:
+            return chunk
+        # The trajectory's points are (k + 1) dt after its stamp, the observation's, at which
+        # the job's joint state was current.
+        times = (np.arange(len(chunk)) + 1) * self.policy.config.action.dt
+        verdict = self.safety(chunk, times, job.state[:self.safety.dim])
+        if self.stats.safety_verdict(verdict):
+            log = self._logger.warning if verdict.outcome == 'rejected' else self._logger.info
+            log(f'safety filter: chunk {verdict.outcome} ({verdict.detail})')
+        return verdict.chunk
 
 
 def load_policy(checkpoint_dir, device='auto', dtype='auto', num_steps=0, plan='',
