@@ -622,8 +622,12 @@ class Session:
         times = (np.arange(len(chunk)) + 1) * self.policy.config.action.dt
         verdict = self.safety(chunk, times, job.state[:self.safety.dim])
         if self.stats.safety_verdict(verdict):
-            log = self._logger.warning if verdict.outcome == 'rejected' else self._logger.info
-            log(f'safety filter: chunk {verdict.outcome} ({verdict.detail})')
+            message = f'safety filter: chunk {verdict.outcome} ({verdict.detail})'
+            # Two call sites: rclpy's logger refuses two severities from one line.
+            if verdict.chunk is None:
+                self._logger.warning(message)
+            else:
+                self._logger.info(message)
         return verdict.chunk
 
 
