@@ -24,14 +24,10 @@ from dataclasses import dataclass
 import textwrap
 
 from spatialvla_ros.models.configuration_spatialvla import PLANS
+from spatialvla_ros.policies.safety import FIRST_STEP_S
 from spatialvla_ros.policies.safety import SAFETY_MODES
 from spatialvla_ros.policies.safety import SafetyConfig
-from spatialvla_ros.sim import constants as panda
-
-
-# Two 10 Hz periods at the velocity limit: 0.435 rad for Panda joints 1-4. The scripted expert's
-# commands start at most 0.13 rad (0.06 s at the limit) from the measured state (9 demos).
-FIRST_STEP_S = 0.2
+from spatialvla_ros.sim.constants import published_limits
 
 
 @dataclass(frozen=True)
@@ -232,29 +228,20 @@ def safety_config(action, values):
     if not values['max_first_step_s'] >= 0:
         raise ValueError(f"parameter 'max_first_step_s': got {values['max_first_step_s']}, "
                          'expected >= 0 [s]')
-    panda_joints = tuple(action.names) == panda.ACTION_NAMES
-    velocity, acceleration, source = action.velocity_limits, action.acceleration_limits, []
-    for label, own, robot in (('velocity', velocity, panda.VELOCITY_LIMITS),
-                              ('acceleration', acceleration, panda.ACCELERATION_LIMITS)):
-        source.append(f'{label}: ' + ('checkpoint' if own else 'Panda' if panda_joints
-                                      else 'none'))
-    velocity = velocity or (panda.VELOCITY_LIMITS if panda_joints else ())
-    acceleration = acceleration or (panda.ACCELERATION_LIMITS if panda_joints else ())
-    velocity = tuple(v * values['velocity_limit_scale'] for v in velocity)
-    first_step = ()
-    if velocity and values['max_first_step_s'] > 0:
-        first_step = tuple(v * values['max_first_step_s'] for v in velocity)
-    config = SafetyConfig(
-        lower=tuple(action.lower_limits), upper=tuple(action.upper_limits),
-        max_velocity=velocity,
-        max_acceleration=tuple(a * values['acceleration_limit_scale'] for a in acceleration),
-        max_first_step=first_step, mode=values['safety_mode'])
+    robot = published_limits(action.names)
+    config = SafetyConfig.for_action(
+        action, robot, values['safety_mode'], values['velocity_limit_scale'],
+        values['acceleration_limit_scale'], values['max_first_step_s'])
     config.validate(action.action_dim, names={
         'mode': "parameter 'safety_mode'", 'lower': 'action.lower_limits',
         'upper': 'action.upper_limits', 'max_velocity': 'action.velocity_limits',
         'max_acceleration': 'action.acceleration_limits',
         'max_first_step': "parameter 'max_first_step_s'"})
-    source.append('position: ' + ('checkpoint' if action.lower_limits else 'none'))
+    source = [f'{label}: ' + ('checkpoint' if own else 'Panda' if theirs else 'none')
+              for label, own, theirs in (
+                  ('velocity', action.velocity_limits, robot[0]),
+                  ('acceleration', action.acceleration_limits, robot[1]),
+                  ('position', action.lower_limits, ()))]
     return config, f"safety filter: {config.mode}, limits ({', '.join(source)})"
 
 

@@ -42,6 +42,10 @@ SAFETY_MODES = ('clamp', 'reject')
 # limit (the current state is outside the position limits, or uneven point spacing).
 SAFETY_REASONS = ('nonfinite', 'position', 'first_step', 'velocity', 'acceleration',
                   'unclampable')
+# Default first-step bound, as time at the velocity limit: two 10 Hz periods (0.435 rad for
+# Panda joints 1-4). The scripted expert's commands start at most 0.13 rad (0.06 s at the
+# limit) from the measured state, over 9 demos of the three tasks.
+FIRST_STEP_S = 0.2
 # Round-off of the clamp (and of a float32 copy of its result) is not a violation.
 _RELATIVE_TOLERANCE = 1e-6
 
@@ -69,6 +73,26 @@ class SafetyConfig:
     max_acceleration: tuple = ()     # [unit/s^2]
     max_first_step: tuple = ()       # largest |first point - current state| [unit]
     mode: Literal[SAFETY_MODES] = 'clamp'
+
+    @classmethod
+    def for_action(cls, action, robot_limits=((), ()), mode='clamp', velocity_scale=1.0,
+                   acceleration_scale=1.0, first_step_s=FIRST_STEP_S):
+        """
+        Build the limits of a checkpoint's ActionConfig.
+
+        Position limits are action.lower_limits / upper_limits; velocity and acceleration
+        limits are action.velocity_limits / acceleration_limits, else `robot_limits`
+        (velocity, acceleration) such as the robot's published ones, each times its scale;
+        the first point may be first_step_s at the velocity limit from the current state (0:
+        no bound beyond the velocity limit).
+        """
+        velocity = tuple(v * velocity_scale for v in action.velocity_limits or robot_limits[0])
+        acceleration = tuple(a * acceleration_scale
+                             for a in action.acceleration_limits or robot_limits[1])
+        first_step = tuple(v * first_step_s for v in velocity) if first_step_s > 0 else ()
+        return cls(lower=tuple(action.lower_limits), upper=tuple(action.upper_limits),
+                   max_velocity=velocity, max_acceleration=acceleration,
+                   max_first_step=first_step, mode=mode)
 
     def validate(self, dim, names=None):
         """
@@ -273,4 +297,5 @@ def _braking_speed(room, step, max_acceleration):
     return np.where(np.isinf(room), np.inf, np.where(room < 0, room / step, inside))
 
 
-__all__ = ['SAFETY_MODES', 'SAFETY_REASONS', 'SafetyConfig', 'SafetyFilter', 'SafetyVerdict']
+__all__ = ['FIRST_STEP_S', 'SAFETY_MODES', 'SAFETY_REASONS', 'SafetyConfig', 'SafetyFilter',
+           'SafetyVerdict']

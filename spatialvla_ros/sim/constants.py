@@ -37,3 +37,10 @@ UPPER_LIMITS = (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973, 0.04)
 # a hazard (the scripted expert opens and closes it in one step); its position range holds.
 VELOCITY_LIMITS = (2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61, math.inf)
 ACCELERATION_LIMITS = (15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0, math.inf)
+
+
+def published_limits(names):
+    """(velocity, acceleration) limits of joints `names`: the Panda's for ACTION_NAMES, else ()."""
+    if tuple(names) == ACTION_NAMES:
+        return VELOCITY_LIMITS, ACCELERATION_LIMITS
+    return (), ()
