@@ -233,7 +233,7 @@ class SafetyFilter:
         low, high = _over(-points, -self.lower), _over(points, self.upper)
         if np.any(low | high):
             found['position'] = _first(low | high, lambda k, j: (
-                f'{points[k, j]:.4f} outside [{self.lower[j]}, {self.upper[j]}]'))
+                f'{points[k, j]:.6g} outside [{self.lower[j]}, {self.upper[j]}]'))
         jump = np.abs(path[1] - path[0])
         if np.any(_over(jump, self.max_first_step)):
             found['first_step'] = _first(_over(jump, self.max_first_step)[None], lambda k, j: (
