@@ -19,9 +19,10 @@
 
 For fast sweeps and ablations. Each tick is what the DDS loop does with an instant policy:
 the simulator renders the tick's messages (`sim.rollout.SimEpisode.observe`), the policy node's
-own `ObservationBuilder` turns them into the observation, the chunk is executed as the node
-publishes it (stamped with the observation, point k at (k + 1) * dt) and replaces the rest of
-the previous one, and a new chunk is asked for every `execute_steps` ticks (0: every tick).
+own `ObservationBuilder` turns them into the observation, the chunk passes the node's safety
+filter (default parameters) and is executed as the node publishes it (stamped with the
+observation, point k at (k + 1) * dt) and replaces the rest of the previous one, and a new
+chunk is asked for every `execute_steps` ticks (0: every tick).
 Episodes end, succeed and are timed by the simulator's own rules, and results are the DDS
 loop's `EpisodeResult`s, so `summarize` and the reports take either. The DDS loop stays the
 reference for what a robot sees (latency, dropped frames).
@@ -46,8 +47,11 @@ from spatialvla_ros.evaluation.closed_loop import time_to_success_s
 from spatialvla_ros.evaluation.closed_loop import uses_side_camera
 from spatialvla_ros.perception.observation_builder import key_topics
 from spatialvla_ros.perception.observation_builder import ObservationBuilder
+from spatialvla_ros.policies.safety import SafetyConfig
+from spatialvla_ros.policies.safety import SafetyFilter
 from spatialvla_ros.sim.camera import CameraSpec
 from spatialvla_ros.sim.camera import side_camera_spec
+from spatialvla_ros.sim.constants import published_limits
 from spatialvla_ros.sim.messages import SimTopics
 from spatialvla_ros.sim.panda_env import PandaEnv
 from spatialvla_ros.sim.rollout import SimEpisode
@@ -84,6 +88,10 @@ def run(policy, tasks, seeds, options=None, progress=None):
     names = list(config.action.names)
     offsets = [(k + 1) * int(round(config.action.dt * NS_PER_S))
                for k in range(config.action.chunk_size)]
+    # The policy node's safety filter at its default parameters, so that both loops execute
+    # the same actions.
+    safety = SafetyFilter(SafetyConfig.for_action(
+        config.action, published_limits(config.action.names)), config.action.action_dim)
     results = []
     total = len(tasks) * len(seeds)
     try:
@@ -94,7 +102,7 @@ def run(policy, tasks, seeds, options=None, progress=None):
                                      max_steps=options.max_steps)
                 try:
                     result = _episode(policy, episode, builder, keys, topics, names, offsets,
-                                      options)
+                                      options, safety)
                 finally:
                     episode.close()
                 results.append(result)
@@ -105,7 +113,7 @@ def run(policy, tasks, seeds, options=None, progress=None):
     return results
 
 
-def _episode(policy, episode, builder, keys, topics, names, offsets, options):
+def _episode(policy, episode, builder, keys, topics, names, offsets, options, safety):
     every = max(options.execute_steps, 1)
     start = time.monotonic()
     latencies, joint_times, joints = [], [], []
@@ -134,7 +142,9 @@ def _episode(policy, episode, builder, keys, topics, names, offsets, options):
             chunk = policy.predict_chunk(
                 obs, seed=options.policy_seed if options.policy_seed >= 0 else None)
             latencies.append(time.monotonic() - tick)
-            episode.apply_trajectory(names, stamp, offsets, np.asarray(chunk, np.float64))
+            chunk = safety(chunk, np.asarray(offsets) / NS_PER_S, obs.state[:safety.dim]).chunk
+            if chunk is not None:  # a rejected chunk leaves the previous trajectory running
+                episode.apply_trajectory(names, stamp, offsets, np.asarray(chunk, np.float64))
         if episode.advance():
             break
     success, steps = episode.success, episode.steps

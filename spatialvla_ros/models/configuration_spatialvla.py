@@ -126,8 +126,13 @@ class ActionConfig:
     chunk_size: int = 50             # actions predicted per observation (horizon H)
     dt: float = 0.1                  # time between two actions of a chunk [s]
     names: tuple = ()                # one name per action dimension (joint names)
-    lower_limits: tuple = ()         # clip limits per dimension ((): no clipping)
+    lower_limits: tuple = ()         # position limits per dimension ((): none)
     upper_limits: tuple = ()
+    # Largest |velocity| [unit/s] and |acceleration| [unit/s^2] per dimension of a commanded
+    # trajectory ((): the policy node takes the Panda's published limits when `names` are the
+    # simulator Panda's, and checks none otherwise); .inf leaves one dimension unlimited.
+    velocity_limits: tuple = ()
+    acceleration_limits: tuple = ()
 
     def validate(self, prefix):
         for name in ('action_dim', 'state_dim', 'chunk_size'):
@@ -136,10 +141,13 @@ class ActionConfig:
         require(self.dt > 0, f'{prefix}.dt', self.dt, 'a period > 0 [s]')
         require(len(self.names) in (0, self.action_dim), f'{prefix}.names', self.names,
                 f'{self.action_dim} names (action_dim) or none')
-        for name in ('lower_limits', 'upper_limits'):
+        for name in ('lower_limits', 'upper_limits', 'velocity_limits', 'acceleration_limits'):
             value = getattr(self, name)
             require(len(value) in (0, self.action_dim), f'{prefix}.{name}', value,
                     f'{self.action_dim} numbers (action_dim) or none')
+        for name in ('velocity_limits', 'acceleration_limits'):
+            for i, value in enumerate(getattr(self, name)):
+                require(value > 0, f'{prefix}.{name}[{i}]', value, 'a limit > 0 (.inf: none)')
         require(len(self.lower_limits) == len(self.upper_limits), f'{prefix}.upper_limits',
                 self.upper_limits, 'as many values as lower_limits')
         for i, (lo, hi) in enumerate(zip(self.lower_limits, self.upper_limits)):

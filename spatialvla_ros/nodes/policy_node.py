@@ -36,6 +36,7 @@ from spatialvla_ros.nodes import policy_parameters
 from spatialvla_ros.nodes import policy_runtime
 from spatialvla_ros.nodes.spin import spin_node
 from spatialvla_ros.perception.observation_builder import key_topics
+from spatialvla_ros.policies.safety import SafetyFilter
 from spatialvla_ros_interfaces.msg import ActionChunk
 from spatialvla_ros_interfaces.msg import PolicyStatus
 from std_msgs.msg import String
@@ -54,6 +55,7 @@ class PolicyNode(Node):
         self._session = self._config = self._watch_timer = self._markers = None
         self._subs, self._pubs, self._inputs = [], [], []
         self._device, self._threads, self._warmup_s = '', 0, 0.0
+        self._safety = ''
         self._stats = policy_runtime.NodeStats(self._p('warn_throttle_s'))
         self._status_pub = self.create_publisher(PolicyStatus, self._p('status_topic'), 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, self._p('diagnostics_topic'), 10)
@@ -76,7 +78,7 @@ class PolicyNode(Node):
             f'configured: plan {self._config.plan}, device {self._device}, {self._threads} '
             f'torch threads, compiled {self._session.policy.compiled}, warm-up chunk '
             f'{self._warmup_s:.2f} s, cameras {[c.name for c in self._config.data.cameras]}, '
-            f'inputs {self._inputs}')
+            f'inputs {self._inputs}, {self._safety}')
         return super().on_configure(state)
 
     def on_activate(self, state):
@@ -131,7 +133,8 @@ class PolicyNode(Node):
             self._p('camera_pose_max_age_s'))
         self._session = policy_runtime.Session(policy, live, self._stats, self._p,
                                                self._publish, self.get_logger(),
-                                               self._on_worker_error, self._now_ns)
+                                               self._on_worker_error, self._now_ns,
+                                               self._safety_filter())
         self._traj_pub = self.create_lifecycle_publisher(
             JointTrajectory, self._p('trajectory_topic'), 10)
         self._chunk_pub = self.create_lifecycle_publisher(
@@ -165,6 +168,17 @@ class PolicyNode(Node):
             self._markers.set_robot(msg.data, 'topic robot_description')
         except ValueError as exc:
             self.get_logger().error(f'markers off: {exc}')
+    def _safety_filter(self):
+        """Build the safety filter from the checkpoint's limits and the safety parameters."""
+        act = self._config.action
+        if act.state_dim < act.action_dim:
+            raise ValueError(f'safety filter: action.state_dim={act.state_dim} < action_dim='
+                             f'{act.action_dim}: the joint state cannot give the current '
+                             'position of every commanded joint (set action.names)')
+        config, self._safety = policy_parameters.safety_config(act, {
+            name: self._p(name) for name in ('safety_mode', 'velocity_limit_scale',
+                                             'acceleration_limit_scale', 'max_first_step_s')})
+        return SafetyFilter(config, act.action_dim)
 
     def _data_config(self, data):
         """Declare cameras.<name>.* (defaults: the checkpoint's) and apply their values."""
@@ -233,7 +247,8 @@ class PolicyNode(Node):
         traj, msg = policy_messages.chunk_messages(self._config, chunk, job.stamp_ns, latency,
                                                    start_ns)
         msg.header.stamp = self.get_clock().now().to_msg()
-        self._traj_pub.publish(traj)
+        if not self._p('dry_run'):
+            self._traj_pub.publish(traj)
         self._chunk_pub.publish(msg)
         markers = self._markers.message(chunk, job.stamp_ns) if self._markers else None
         if markers is not None:
@@ -250,7 +265,8 @@ class PolicyNode(Node):
         values.update(self._stats.cadence_values(self._now_ns()))
         values.update(lifecycle_state=self._lifecycle, plan=getattr(self._config, 'plan', ''),
                       device=self._device, num_threads=self._threads,
-                      warmup_s=f'{self._warmup_s:.3f}')
+                      warmup_s=f'{self._warmup_s:.3f}', dry_run=self._p('dry_run'),
+                      safety=self._safety)
         status, diag = policy_messages.status_messages(
             state, reason, values, self._stats, f'{self.get_fully_qualified_name()}: policy',
             self.get_clock().now().to_msg())

@@ -25,6 +25,10 @@ import textwrap
 
 from spatialvla_ros.models.configuration_spatialvla import PLANS
 from spatialvla_ros.policies.execution import EXECUTION_MODES
+from spatialvla_ros.policies.safety import FIRST_STEP_S
+from spatialvla_ros.policies.safety import SAFETY_MODES
+from spatialvla_ros.policies.safety import SafetyConfig
+from spatialvla_ros.sim.constants import published_limits
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,27 @@ NODE_PARAMETERS = (
     NodeParameter('inject_latency_jitter_ms', 0.0, 'Experiments: plus a uniform random delay '
                   'in [0, this) per inference [ms] (seeded by seed; -1: unseeded).',
                   0.0, 60000.0),
+    # Safety filter (policies/safety.py) and dry run: see safety_config() below.
+    NodeParameter('dry_run', False, 'Publish everything (status, diagnostics, action chunks) '
+                  'except the command trajectory, to watch a policy on the robot without moving '
+                  'it. Read at every chunk.'),
+    NodeParameter('safety_mode', 'clamp', 'What the safety filter does with a chunk that '
+                  'breaks a joint limit: clamp (publish the nearest chunk within every limit; a '
+                  'chunk a little over a limit is still the best action, and rejecting it '
+                  'leaves the controller on an older trajectory) or reject (publish nothing). '
+                  'Non-finite chunks are always rejected.', choices=SAFETY_MODES),
+    NodeParameter('velocity_limit_scale', 1.0, 'Fraction of the joint velocity limits enforced: '
+                  "the checkpoint's action.velocity_limits, else the Panda's published limits "
+                  "(2.175-2.61 rad/s) when the checkpoint's joints are the simulator Panda's, "
+                  'else none.', 1e-4, 1.0),
+    NodeParameter('acceleration_limit_scale', 1.0, 'Fraction of the joint acceleration limits '
+                  "enforced: the checkpoint's action.acceleration_limits, else the Panda's "
+                  '(7.5-20 rad/s^2) as for velocity.', 1e-4, 1.0),
+    NodeParameter('max_first_step_s', FIRST_STEP_S, 'The first point of a chunk may be at most '
+                  'the (scaled) velocity limit times this from the current joint state, '
+                  'whatever its time: 0.2 s, two periods at 10 Hz, leaves room for the lag of a '
+                  'tracking arm behind its command and stops a chunk that starts far away (0: '
+                  'no bound beyond the velocity limit).', 0.0, 10.0),
 )
 
 # cameras.<camera name>.<field>; defaults come from the checkpoint's data.cameras.
@@ -240,6 +265,38 @@ def data_config_with_overrides(data, cameras, state_topic='', instruction_topic=
     return data
 
 
+def safety_config(action, values):
+    """
+    Return (SafetyConfig, one line saying where its limits came from) for the policy node.
+
+    action: the checkpoint's ActionConfig; values: {parameter name: value} with safety_mode,
+    velocity_limit_scale, acceleration_limit_scale and max_first_step_s. A checkpoint without
+    velocity / acceleration limits whose joints are the simulator Panda's gets the Panda's
+    published limits (sim/constants.py), so the filter is on for every Panda checkpoint.
+    """
+    for name in ('velocity_limit_scale', 'acceleration_limit_scale'):
+        if not 0 < values[name] <= 1:
+            raise ValueError(f"parameter '{name}': got {values[name]}, expected (0, 1]")
+    if not values['max_first_step_s'] >= 0:
+        raise ValueError(f"parameter 'max_first_step_s': got {values['max_first_step_s']}, "
+                         'expected >= 0 [s]')
+    robot = published_limits(action.names)
+    config = SafetyConfig.for_action(
+        action, robot, values['safety_mode'], values['velocity_limit_scale'],
+        values['acceleration_limit_scale'], values['max_first_step_s'])
+    config.validate(action.action_dim, names={
+        'mode': "parameter 'safety_mode'", 'lower': 'action.lower_limits',
+        'upper': 'action.upper_limits', 'max_velocity': 'action.velocity_limits',
+        'max_acceleration': 'action.acceleration_limits',
+        'max_first_step': "parameter 'max_first_step_s'"})
+    source = [f'{label}: ' + ('checkpoint' if own else 'Panda' if theirs else 'none')
+              for label, own, theirs in (
+                  ('velocity', action.velocity_limits, robot[0]),
+                  ('acceleration', action.acceleration_limits, robot[1]),
+                  ('position', action.lower_limits, ()))]
+    return config, f"safety filter: {config.mode}, limits ({', '.join(source)})"
+
+
 __all__ = ['CAMERA_PARAMETERS', 'camera_parameters', 'check_choices',
            'data_config_with_overrides', 'describe_parameters', 'help_requested',
-           'NODE_PARAMETERS', 'NodeParameter', 'USAGE']
+           'NODE_PARAMETERS', 'NodeParameter', 'safety_config', 'USAGE']

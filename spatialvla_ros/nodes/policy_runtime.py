@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.core_types import stamp_to_ns
 from spatialvla_ros.evaluation.replay import distribution
@@ -40,6 +41,7 @@ from spatialvla_ros.perception.sync import StampSynchronizer
 from spatialvla_ros.policies.execution import CadenceMeter
 from spatialvla_ros.policies.execution import ExecutionScheduler
 from spatialvla_ros.policies.execution import LatencyInjector
+from spatialvla_ros.policies.safety import SAFETY_REASONS
 
 
 class Throttle:
@@ -247,7 +249,8 @@ class NodeStats:
     What the node reports besides its state: chunks, rate, latency, drops, rejections.
 
     `suppressed` counts chunks computed but not published, by why (stale_input, late_result,
-    refused_action, inactive, inference_error).
+    refused_action, inactive, inference_error, unsafe); `safety` counts the safety filter's
+    clamped and rejected chunks, in all and by reason.
     """
 
     def __init__(self, throttle_s=2.0):
@@ -264,11 +267,25 @@ class NodeStats:
         self.rejections = RejectionLog(throttle_s)
         self.suppressed = collections.Counter()
         self._suppress_throttle = Throttle(throttle_s)
+        self.safety = collections.Counter({f'{outcome}{suffix}': 0
+                                           for outcome in ('clamped', 'rejected')
+                                           for suffix in ('_chunks',) + tuple(
+                                               f'.{r}' for r in SAFETY_REASONS)})
 
     def suppress(self, reason):
         """Count a chunk not published; return True when a warning about it may be logged."""
         self.suppressed[reason] += 1
         return self._suppress_throttle.ready(reason)
+
+    def safety_verdict(self, verdict):
+        """Count a clamped or rejected chunk by its reasons; True when it may be logged."""
+        if verdict.outcome == 'passed':
+            return False
+        if verdict.outcome == 'rejected':
+            self.suppressed['unsafe'] += 1
+        self.safety[f'{verdict.outcome}_chunks'] += 1
+        self.safety.update(f'{verdict.outcome}.{r}' for r in verdict.reasons)
+        return self._suppress_throttle.ready(f'safety_{verdict.outcome}')
 
     def published(self, latency):
         self.published_chunks += 1
@@ -293,6 +310,7 @@ class NodeStats:
                   'rejected_messages': total, 'last_rejection_reason': last}
         values.update({f'rejected.{r}': n for r, n in by_reason.items()})
         values.update({f'suppressed.{r}': n for r, n in sorted(self.suppressed.items())})
+        values.update({f'safety.{k}': n for k, n in self.safety.items()})
         return values
 
 
@@ -531,13 +549,16 @@ class Session:
     mode (`policies.execution`) decides when a job may start, what an `rtc` chunk is held to
     and how a chunk is stamped: `publish(job, actions, latency, start_ns)` sends `actions`
     as a trajectory starting at `start_ns`; `ros_now()` is the clock of the stamps [ns].
+    `safety` (a SafetyFilter) judges every trajectory before it is published, from the joint
+    state of its observation: it goes out as is or clamped, or not at all.
     """
 
     def __init__(self, policy, live, stats, settings, publish, logger, on_error=None,
-                 ros_now=time.time_ns):
+                 ros_now=time.time_ns, safety=None):
         self.policy, self.live, self.stats = policy, live, stats
         self._settings, self._publish, self._logger = settings, publish, logger
         self._on_error, self._ros_now = on_error, ros_now
+        self.safety = safety
         self.worker, self.active, self.waiting = None, False, ''
         self.execution = self.injector = None
         self._waiting_log = LastingChange(0.0)
@@ -669,13 +690,36 @@ class Session:
             self._send(job, chunk, latency)
 
     def _send(self, job, chunk, latency):
-        """Publish a chunk as its execution mode says; count its delay and cadence."""
+        """Publish a chunk as its execution mode says, through the safety filter; count it."""
         ready_ns = self._ros_now()
         actions, start_ns = self.execution.output(chunk, job.stamp_ns, ready_ns)
+        actions = self._safe(job, actions, (start_ns - job.stamp_ns) / NS_PER_S)
+        if actions is None:
+            return
         self._publish(job, actions, latency, start_ns)
+        # rtc holds the next chunk to what was sent (the filtered actions).
         self.execution.published(actions, start_ns, job.stamp_ns, ready_ns)
         self.stats.cadence.published(
             ready_ns, start_ns + len(actions) * self.execution.dt_ns, latency)
+
+    def _safe(self, job, chunk, offset_s):
+        """Give the chunk the safety filter lets through (maybe clamped); None when rejected.
+
+        Point k of the trajectory is at offset_s + (k + 1) dt after the observation, at which
+        the job's joint state was current.
+        """
+        if self.safety is None:
+            return chunk
+        times = offset_s + (np.arange(len(chunk)) + 1) * self.policy.config.action.dt
+        verdict = self.safety(chunk, times, job.state[:self.safety.dim])
+        if self.stats.safety_verdict(verdict):
+            message = f'safety filter: chunk {verdict.outcome} ({verdict.detail})'
+            # Two call sites: rclpy's logger refuses two severities from one line.
+            if verdict.chunk is None:
+                self._logger.warning(message)
+            else:
+                self._logger.info(message)
+        return verdict.chunk
 
 
 def load_policy(checkpoint_dir, device='auto', dtype='auto', num_steps=0, plan='',

@@ -16,10 +16,11 @@
 ROS-free inference: raw observations in, action chunks in robot units out.
 
 `SpatialVLAProcessor` turns RawObservations into model tensors and normalised actions back into
-clipped robot units; `SpatialVLAPolicy` pairs it with a model loaded from a checkpoint (and, on
+robot units; `SpatialVLAPolicy` pairs it with a model loaded from a checkpoint (and, on
 request, compiles the denoising step). Nodes, evaluators and the simulator loop all use these.
 `execution` says how chunks meet an arm that keeps moving (sync, async, rtc: Real-Time
 Chunking), with the online delay estimate, latency injection and the cadence meter.
+`SafetyFilter` holds the joint limits every commanded chunk must keep (clamp or reject).
 """
 
 from .execution import EXECUTION_MODES
@@ -27,6 +28,9 @@ from .execution import ExecutionScheduler
 from .policy_spatialvla import compile_model
 from .policy_spatialvla import SpatialVLAPolicy
 from .processor_spatialvla import SpatialVLAProcessor
+from .safety import SafetyConfig
+from .safety import SafetyFilter
+from .safety import SafetyVerdict
 
-__all__ = ['EXECUTION_MODES', 'ExecutionScheduler', 'SpatialVLAPolicy', 'SpatialVLAProcessor',
-           'compile_model']
+__all__ = ['EXECUTION_MODES', 'ExecutionScheduler', 'SafetyConfig', 'SafetyFilter',
+           'SafetyVerdict', 'SpatialVLAPolicy', 'SpatialVLAProcessor', 'compile_model']

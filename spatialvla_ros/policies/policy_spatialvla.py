@@ -16,7 +16,7 @@
 Policy wrapper: RawObservation in, robot-unit action chunk out (no transport, no ROS).
 
 The policy node, the bag evaluator and the simulator loop all drive this one object, so they
-share the same processor (normalisation, tokenisation, clipping) and the same sampling.
+share the same processor (normalisation, tokenisation, non-finite refusal) and the same sampling.
 """
 
 import time
@@ -91,7 +91,7 @@ class SpatialVLAPolicy:
 
     def predict_chunks(self, raw_observations, generator=None, seed=None, prefix=None):
         """
-        Batched chunks (B, H, A) in robot units, clipped; raises on non-finite output.
+        Batched chunks (B, H, A) in robot units (not clipped); raises on non-finite output.
 
         The initial noise of sample b is row b of one (B, H, A) draw, so a sample's chunk
         depends on its position in the batch for a given seed. `prefix` (an

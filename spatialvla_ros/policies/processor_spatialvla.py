@@ -17,9 +17,10 @@ Everything between a `RawObservation` (numpy, robot units) and the model's tenso
 
 Pre-processing: validate, images uint8 -> float [0, 1] (B, V, 3, H, W), points stacked (cameras
 of different resolutions: each brought to the vision tower's input size), state normalised,
-instruction tokenised. Post-processing: unnormalise the action chunk, refuse
-non-finite values, clip to the joint limits. The statistics travel with the checkpoint
-(normalization.safetensors) so the policy node, the bag evaluator and training share them.
+instruction tokenised. Post-processing: unnormalise the action chunk and refuse non-finite
+values; joint limits are the safety filter's (policies/safety.py), applied by what commands the
+robot. The statistics travel with the checkpoint (normalization.safetensors) so the policy
+node, the bag evaluator and training share them.
 """
 
 import numpy as np
@@ -44,9 +45,6 @@ class SpatialVLAProcessor:
         self.config = config
         self.tokenizer = tokenizer
         self.stats = stats
-        act = config.action
-        self._lower = np.asarray(act.lower_limits, dtype=np.float32) if act.lower_limits else None
-        self._upper = np.asarray(act.upper_limits, dtype=np.float32) if act.upper_limits else None
 
     @property
     def num_cameras(self):
@@ -158,12 +156,13 @@ class SpatialVLAProcessor:
 
     def actions_to_robot(self, actions):
         """
-        Unnormalise a predicted chunk, refuse non-finite values and clip to the limits.
+        Unnormalise a predicted chunk and refuse non-finite values.
 
         Arguments, by name:
             actions: (B, H, A) tensor (any device / dtype) or array, normalised units.
 
-        Gives a (B, H, A) float32 numpy array in robot units.
+        Gives a (B, H, A) float32 numpy array in robot units, not clipped: the safety filter
+        (policies/safety.py) holds the joint limits and counts what it clamps.
         """
         if isinstance(actions, torch.Tensor):
             actions = actions.detach().to('cpu', torch.float32).numpy()
@@ -175,10 +174,7 @@ class SpatialVLAProcessor:
             bad = np.argwhere(~np.isfinite(actions))[0].tolist()
             raise ValueError(f'actions: model produced NaN or inf (first at index {bad}); '
                              'refusing to command the robot')
-        out = self.stats.unnormalize_action(actions).astype(np.float32)
-        if self._lower is not None:
-            np.clip(out, self._lower, self._upper, out=out)
-        return out
+        return self.stats.unnormalize_action(actions).astype(np.float32)
 
 
 __all__ = ['SpatialVLAProcessor']

@@ -32,17 +32,16 @@ import pybullet_data
 from spatialvla_ros.core_types import NS_PER_S
 from spatialvla_ros.sim.camera import Camera
 from spatialvla_ros.sim.camera import load_egl_plugin
+from spatialvla_ros.sim.constants import ACTION_NAMES
+from spatialvla_ros.sim.constants import ARM_JOINTS
+from spatialvla_ros.sim.constants import FINGER_JOINTS
+from spatialvla_ros.sim.constants import LOWER_LIMITS
+from spatialvla_ros.sim.constants import UPPER_LIMITS
 from spatialvla_ros.sim.constants import WORKSPACE_X
 from spatialvla_ros.sim.constants import WORKSPACE_Y
 from spatialvla_ros.sim.trajectory import TrajectoryExecutor
 
-ARM_JOINTS = tuple(f'panda_joint{i}' for i in range(1, 8))
-FINGER_JOINTS = ('panda_finger_joint1', 'panda_finger_joint2')
-ACTION_NAMES = ARM_JOINTS + FINGER_JOINTS[:1]    # 8-dim action / state (both fingers mirror)
 STATE_NAMES = ARM_JOINTS + FINGER_JOINTS          # what /joint_states carries, like a real Panda
-# Franka's documented joint limits (tighter than the URDF's); last entry = finger opening [m].
-LOWER_LIMITS = (-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973, 0.0)
-UPPER_LIMITS = (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973, 0.04)
 HOME = (0.0, -0.6, 0.0, -2.4, 0.0, 1.8, 0.785, 0.04)
 MAX_FORCES = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0, 40.0, 40.0)
 PANDA_URDF = 'franka_panda/panda.urdf'           # in pybullet_data

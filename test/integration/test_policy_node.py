@@ -363,12 +363,23 @@ def test_streams_trajectories_of_the_right_shape(setup):
     msgs = frames[s]
     obs = builder.build({f'front/{k}': m for k, m in msgs.items()}, rig.joint_state(s),
                         INSTRUCTION, s)
-    expected = policy.predict_chunk(obs, seed=0)
+    expected = _safe(config, policy.predict_chunk(obs, seed=0), rig.state)
     np.testing.assert_allclose(positions, expected, atol=1e-4)
     # Latest wins: at 30 Hz in and at most 5 chunks per second out, frames were dropped.
     assert wait_for(lambda: rig.status is not None and rig.status.dropped_frames > 0, 5), (
         rig.counters(), _log_tail(setup))
     assert rig.status.rejected_messages == 0, rig.status.last_rejection_reason
+
+
+def _safe(config, chunk, state, **values):
+    """Give what the node's safety filter (default parameters unless given) makes of a chunk."""
+    from spatialvla_ros.nodes.policy_parameters import NODE_PARAMETERS
+    from spatialvla_ros.nodes.policy_parameters import safety_config
+    from spatialvla_ros.policies.safety import SafetyFilter
+    values = {p.name: values.get(p.name, p.default) for p in NODE_PARAMETERS}
+    act = config.action
+    safety = SafetyFilter(safety_config(act, values)[0], act.action_dim)
+    return safety(chunk, (np.arange(act.chunk_size) + 1) * act.dt, state).chunk
 
 
 def _bad_color(field_values):
@@ -685,6 +696,57 @@ def test_two_cameras_depth_and_cloud(setup, tmp_path_factory):
     assert TOPICS['depth'] not in rig.status.last_rejection_reason
     rig.muted = set()
     assert wait_for(lambda: rig.status.state == PolicyStatus.STATE_ACTIVE, 10)
+
+
+def _chunks_since(rig, t0):
+    with rig.lock:
+        return [m for t, m in rig.chunks if t >= t0]
+
+
+def test_dry_run_publishes_all_but_the_command(setup):
+    """dry_run: action chunks, status and diagnostics go on; no trajectory goes out."""
+    rig = setup['rig']
+    assert wait_for(lambda: len(rig.received_since(time.monotonic() - 1.0)) >= 1, 60), (
+        _log_tail(setup))
+    rig.set_params(dry_run=True)
+    time.sleep(1.0)  # a chunk being published when the parameter changed may still go out
+    t0 = time.monotonic()
+    assert wait_for(lambda: len(_chunks_since(rig, t0)) >= 3, 60), _log_tail(setup)
+    assert wait_for(lambda: rig.counters().get('dry_run') == 'True', 10), rig.counters()
+    status_stamp = stamp_ns(rig.status.header.stamp)
+    assert wait_for(lambda: stamp_ns(rig.status.header.stamp) > status_stamp, 10)
+    assert rig.received_since(t0) == []
+    rig.set_params(dry_run=False)
+    t1 = time.monotonic()
+    assert wait_for(lambda: len(rig.received_since(t1)) >= 1, 60), _log_tail(setup)
+
+
+def test_a_rejected_chunk_is_counted_and_never_published(setup):
+    """safety_mode reject with a velocity limit no chunk keeps: counted, nothing goes out."""
+    rig = setup['rig']
+    assert rig.transition('deactivate')
+    assert rig.transition('cleanup')
+    rig.set_params(safety_mode='reject', velocity_limit_scale=1e-3)
+    assert rig.transition('configure'), _log_tail(setup)
+    assert rig.transition('activate')
+    t0 = time.monotonic()
+    assert wait_for(lambda: int(rig.counters().get('safety.rejected_chunks', 0)) >= 3, 60), (
+        rig.counters(), _log_tail(setup))
+    counters = rig.counters()
+    assert int(counters['safety.rejected.velocity']) >= 3
+    assert counters['safety.clamped_chunks'] == '0'
+    assert int(counters['suppressed.unsafe']) == int(counters['safety.rejected_chunks'])
+    assert rig.received_since(t0) == [] and _chunks_since(rig, t0) == []
+    log = _log_tail(setup, 200)
+    assert 'safety filter: chunk rejected (' in log and 'inference failed' not in log
+    # Back to the defaults: chunks are clamped into the limits and published again.
+    assert rig.transition('deactivate')
+    assert rig.transition('cleanup')
+    rig.set_params(safety_mode='clamp', velocity_limit_scale=1.0)
+    assert rig.transition('configure'), _log_tail(setup)
+    assert rig.transition('activate')
+    t1 = time.monotonic()
+    assert wait_for(lambda: len(rig.received_since(t1)) >= 1, 60), _log_tail(setup)
 
 
 def test_help_answers_without_ros():
