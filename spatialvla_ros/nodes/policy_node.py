@@ -168,6 +168,7 @@ class PolicyNode(Node):
             self._markers.set_robot(msg.data, 'topic robot_description')
         except ValueError as exc:
             self.get_logger().error(f'markers off: {exc}')
+
     def _safety_filter(self):
         """Build the safety filter from the checkpoint's limits and the safety parameters."""
         act = self._config.action
