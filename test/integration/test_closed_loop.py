@@ -60,7 +60,7 @@ from spatialvla_ros.tools.processes import NodeProcess
 
 def test_two_held_out_episodes_end_to_end(tmp_path_factory, tmp_path, ros_env):
     checkpoint = cached_checkpoint(tmp_path_factory, 'late_gemma')
-    options = ClosedLoopOptions(tasks=('reach',), episodes=2, max_steps=5, image_size=32,
+    options = ClosedLoopOptions(tasks=('reach',), episodes=2, max_steps=15, image_size=32,
                                 startup_timeout_s=120.0)
     statuses = []
     results = closed_loop.run_closed_loop(checkpoint, options, str(tmp_path), env=ros_env,
@@ -69,8 +69,8 @@ def test_two_held_out_episodes_end_to_end(tmp_path_factory, tmp_path, ros_env):
     for r in results:
         # The simulator ran exactly the held-out episode the seed names.
         assert r.instruction == sample_episode('reach', r.seed)[1].instruction
-        assert r.task == 'reach' and 1 <= r.steps <= 5
-        assert r.success or r.steps == 5
+        assert r.task == 'reach' and 1 <= r.steps <= 15
+        assert r.success or r.steps == 15
         assert r.chunks >= 1 and len(r.latencies_s) == r.chunks    # the policy was in the loop
         assert all(lat > 0 for lat in r.latencies_s)
         assert len(r.joint_positions) >= 2
