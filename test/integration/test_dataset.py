@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 
+from demo_bags import generate_demos
 import numpy as np
 import pytest
 from repo_paths import REPO_ROOT
@@ -48,18 +49,6 @@ from spatialvla_ros.policies.configuration_policy import PolicyConfig
 REPO = REPO_ROOT
 TS = get_typestore(Stores.ROS2_KILTED)
 ARM = [f'panda_joint{i}' for i in range(1, 8)] + ['panda_finger_joint1']
-
-
-def generate_demos(base, episodes=3, size=32, tasks='reach', seed_start=0, extra=()):
-    """Record simulator demos into <basetemp>/demos_* once per session (shared by files)."""
-    out = base / f'demos_{tasks}_{episodes}x{size}_{seed_start}{"_".join(("",) + extra)}'
-    if not (out / 'summary.json').exists():
-        shutil.rmtree(out, ignore_errors=True)
-        subprocess.run([sys.executable, '-m', 'spatialvla_ros.tools.generate_demos', '--out',
-                        str(out), '--episodes', str(episodes), '--image-size', str(size),
-                        '--tasks', tasks, '--workers', '2', '--seed-start', str(seed_start),
-                        '--no-cloud', *extra], check=True, capture_output=True, timeout=240)
-    return sorted(str(p) for p in out.iterdir() if p.is_dir())
 
 
 @pytest.fixture(scope='session')

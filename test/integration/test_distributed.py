@@ -28,13 +28,13 @@ import subprocess
 import sys
 import textwrap
 
+from demo_bags import generate_demos
 import pytest
 from repo_paths import REPO_ROOT
 from spatialvla_ros.models.checkpoint import load_checkpoint
 from spatialvla_ros.training.distributed import free_port
 from spatialvla_ros.training.progress import read_csv
 from spatialvla_ros.training.trainer import Trainer
-from test_dataset import generate_demos
 from test_training import options
 import torch
 

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 
+from demo_bags import generate_demos
 import numpy as np
 import pytest
 from repo_paths import REPO_ROOT
@@ -42,7 +43,6 @@ from spatialvla_ros.data.lerobot_dataset import LeRobotReader
 from spatialvla_ros.data.lerobot_episodes import load_lerobot_episodes
 from spatialvla_ros.policies.configuration_policy import PolicyConfig
 from spatialvla_ros.tools import convert
-from test_dataset import generate_demos
 
 CONFIG = os.path.join(REPO_ROOT, 'config', 'late_gemma.yaml')
 PEER_DATASET = os.path.join(REPO_ROOT, 'test', 'data', 'lerobot_v3_by_lerobot')

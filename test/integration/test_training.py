@@ -17,7 +17,7 @@
 Covered: schedule, checkpoints the policy node loads, exact resume after a SIGKILL, atomic
 checkpoints under a kill mid-write, frozen VLM, the CLI and the ROS node.
 
-Data: simulator demonstrations (test_dataset.generate_demos, shared per session).
+Data: simulator demonstrations (demo_bags.generate_demos, shared per session).
 """
 
 import json
@@ -32,6 +32,7 @@ import threading
 import time
 
 from checkpoint_utils import make_tiny_checkpoint
+from demo_bags import generate_demos
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
@@ -48,7 +49,6 @@ from spatialvla_ros.training.progress import read_csv
 from spatialvla_ros.training.schedule import warmup_cosine_factor
 from spatialvla_ros.training.schedule import WarmupCosineSchedule
 from spatialvla_ros.training.trainer import Trainer
-from test_dataset import generate_demos
 import torch
 import yaml
 

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 
+from demo_bags import generate_demos
 import pytest
 from repo_paths import REPO_ROOT
 from safetensors.torch import save_file
@@ -272,8 +273,6 @@ def test_pretrained_parts_take_the_model_dtype(tmp_path):
 
 @pytest.fixture(scope='module')
 def demos(tmp_path_factory):
-    from test_dataset import generate_demos
-
     base = tmp_path_factory.getbasetemp()
     return {'bags': generate_demos(base), 'cache': str(base / 'episode_cache')}
 
